@@ -1,0 +1,3 @@
+from bloodcell.cli import main
+
+raise SystemExit(main())

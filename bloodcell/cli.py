@@ -1,0 +1,175 @@
+"""Command line: python -m bloodcell {train,evaluate,predict,download} ...
+
+Heavy imports (TensorFlow) happen inside the commands, so `--help` is instant.
+Every user error ends as one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import sys
+from pathlib import Path
+
+from bloodcell.config import CLASS_NAMES, resolve_data_dir, resolve_models_dir
+from bloodcell.errors import BloodcellError
+
+EXIT_USER_ERROR = 2
+MODEL_CHOICES = ("cnn", "mobilenetv2")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad argument in one line instead of usage + error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _add_models_dir(parser: argparse.ArgumentParser, help_text: str) -> None:
+    parser.add_argument("--models-dir", metavar="DIR", default=None,
+                        help=f"{help_text} (default: $BLOODCELL_MODELS or models/)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m bloodcell",
+                     description="Classify white-blood-cell images and evaluate the models.")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only print results and errors")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser,
+                                     metavar="{train,evaluate,predict,calibrate,download}")
+
+    train = commands.add_parser("train", help="train a model on the dataset's train split",
+                                description="Train a model; write model.keras, history.json, "
+                                "metrics.json and card.json into OUT/<model>/.")
+    train.add_argument("--model", required=True, choices=MODEL_CHOICES)
+    train.add_argument("--data", metavar="DIR", help="dataset folder (default: $BLOODCELL_DATA or data/blood-cells)")
+    train.add_argument("--epochs", type=int, help="maximum epochs (default: the model's recipe)")
+    train.add_argument("--out", metavar="DIR", help="models folder (default: $BLOODCELL_MODELS or models/)")
+    train.add_argument("--base-weights", metavar="PATH",
+                       help="local MobileNetV2 ImageNet .h5 file (default: $BLOODCELL_IMAGENET_WEIGHTS, else download)")
+    train.add_argument("--image-size", type=int, help="input size in pixels (default: the model's)")
+    train.add_argument("--batch-size", type=int, help="batch size (default: the model's recipe)")
+
+    evaluate = commands.add_parser("evaluate", help="evaluate a model on every image of a folder",
+                                   description="Evaluate on every image of a folder in the dataset "
+                                   "layout (<class>/<image>); any subset of the classes.")
+    evaluate.add_argument("--model", required=True, help="model name in the models folder, or a model folder")
+    evaluate.add_argument("--data", metavar="DIR", help="folder to evaluate (default: $BLOODCELL_DATA or data/blood-cells)")
+    evaluate.add_argument("--json", metavar="OUT", help="write the metrics as JSON to this file")
+    _add_models_dir(evaluate, "where models live")
+
+    predict = commands.add_parser("predict", help="predict the class of image files or folders",
+                                  description="Predict image files (folders are searched). Writes one "
+                                  "CSV row per file; unreadable files get an error and the rest go on.")
+    predict.add_argument("--model", required=True, help="model name in the models folder, or a model folder")
+    predict.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
+    predict.add_argument("--csv", metavar="OUT", help="write the CSV here instead of standard output")
+    _add_models_dir(predict, "where models live")
+
+    calibrate = commands.add_parser("calibrate", help="fit temperature scaling on the validation split",
+                                    description="Fit the model's temperature on the validation split "
+                                    "of the split manifest and store it in its card.json.")
+    calibrate.add_argument("--model", required=True, help="model name in the models folder")
+    calibrate.add_argument("--data", metavar="DIR", help="dataset folder (default: $BLOODCELL_DATA or data/blood-cells)")
+    _add_models_dir(calibrate, "where models and split.json live")
+
+    download = commands.add_parser("download", help="download the public Kaggle dataset",
+                                   description="Download 'Blood Cell Images for Cancer Detection' "
+                                   "from Kaggle into data/blood-cells/.")
+    download.add_argument("--out", metavar="DIR", help="target folder (default: data/blood-cells)")
+    return parser
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from bloodcell.training import train
+
+    verbose = 0 if args.quiet else (1 if sys.stdout.isatty() else 2)
+    out = train(args.model, resolve_data_dir(args.data), resolve_models_dir(args.out),
+                epochs=args.epochs, base_weights=args.base_weights,
+                image_size=args.image_size, batch_size=args.batch_size, verbose=verbose)
+    metrics = json.loads((out / "metrics.json").read_text())
+    card = json.loads((out / "card.json").read_text())
+    print(f"{args.model}: test accuracy {metrics['accuracy']:.4f}, macro F1 {metrics['macro_f1']:.4f} "
+          f"on {metrics['n']} images; {card['epochs_run']} epochs in {card['training_seconds']:.0f} s; "
+          f"saved to {out}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from bloodcell.evaluation import evaluate_folder
+    from bloodcell.metrics import format_confusion_matrix
+
+    result = evaluate_folder(args.model, resolve_data_dir(args.data), args.models_dir)
+    print(f"{result['model']} on {result['data']}: accuracy {result['accuracy']:.4f} "
+          f"({result['n']} images, macro F1 {result['macro_f1']:.4f})")
+    print(format_confusion_matrix(result["confusion_matrix"]))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from bloodcell.evaluation import collect_image_paths
+    from bloodcell.inference import Classifier
+
+    files = collect_image_paths([Path(p) for p in args.paths])
+    classifier = Classifier.load(args.model, args.models_dir)
+    results = classifier.predict_sources(files, [str(f) for f in files])
+    header = ["file", "predicted_class", "confidence", *CLASS_NAMES, "error"]
+    handle = open(args.csv, "w", newline="") if args.csv else sys.stdout
+    try:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        for result in results:
+            if result.error is not None:
+                writer.writerow([result.source, "", "", *[""] * len(CLASS_NAMES), result.error])
+            else:
+                writer.writerow([result.source, result.predicted_class, f"{result.confidence:.4f}",
+                                 *[f"{p:.4f}" for p in result.probabilities], ""])
+    finally:
+        if handle is not sys.stdout:
+            handle.close()
+    failed = sum(r.error is not None for r in results)
+    if failed:
+        logging.getLogger("bloodcell").warning("%d of %d file(s) could not be read", failed, len(results))
+    return 0
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from bloodcell.inference import resolve_model_dir
+    from bloodcell.training import calibrate
+
+    report = calibrate(resolve_model_dir(args.model, args.models_dir), resolve_data_dir(args.data))
+    print(f"{args.model}: temperature {report['temperature']:.3f}; validation ECE "
+          f"{report['val']['ece_before']:.4f} -> {report['val']['ece_after']:.4f}, test ECE "
+          f"{report['test']['ece_before']:.4f} -> {report['test']['ece_after']:.4f}")
+    return 0
+
+
+def _cmd_download(args: argparse.Namespace) -> int:
+    from bloodcell.download import download_dataset
+
+    target = download_dataset(Path(args.out) if args.out else None)
+    print(f"dataset ready in {target}")
+    return 0
+
+
+COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict,
+            "calibrate": _cmd_calibrate, "download": _cmd_download}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(levelname)s: %(message)s", stream=sys.stderr)
+    logging.addLevelName(logging.WARNING, "warning")
+    logging.addLevelName(logging.INFO, "info")
+    try:
+        return COMMANDS[args.command](args)
+    except BloodcellError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130

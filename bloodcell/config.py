@@ -1,0 +1,63 @@
+"""Single source of truth for class names, file types, settings and paths.
+
+Training, evaluation, the command line and the app all import these names,
+so a model trained by this package gives the same answer everywhere.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+CLASS_NAMES: tuple[str, ...] = (
+    "basophil",
+    "erythroblast",
+    "monocyte",
+    "myeloblast",
+    "seg_neutrophil",
+)
+NUM_CLASSES = len(CLASS_NAMES)
+
+# Lower-case suffixes; the scan compares suffix.lower(), so ".JPG" works too.
+IMAGE_SUFFIXES: frozenset[str] = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
+)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA_DIR = PROJECT_ROOT / "data" / "blood-cells"
+DEFAULT_MODELS_DIR = PROJECT_ROOT / "models"
+SPLIT_MANIFEST_NAME = "split.json"
+
+DATA_ENV = "BLOODCELL_DATA"
+IMAGENET_WEIGHTS_ENV = "BLOODCELL_IMAGENET_WEIGHTS"
+MODELS_ENV = "BLOODCELL_MODELS"
+
+SPLIT_SEED = 20240917
+SPLIT_FRACTIONS = {"train": 0.70, "val": 0.15, "test": 0.15}
+
+
+def resolve_data_dir(option: str | os.PathLike | None = None) -> Path:
+    """The dataset folder: the option, else $BLOODCELL_DATA, else data/blood-cells."""
+    if option:
+        return Path(option).expanduser()
+    if os.environ.get(DATA_ENV):
+        return Path(os.environ[DATA_ENV]).expanduser()
+    return DEFAULT_DATA_DIR
+
+
+def resolve_models_dir(option: str | os.PathLike | None = None) -> Path:
+    """The folder holding one sub-folder per trained model and the split manifest."""
+    if option:
+        return Path(option).expanduser()
+    if os.environ.get(MODELS_ENV):
+        return Path(os.environ[MODELS_ENV]).expanduser()
+    return DEFAULT_MODELS_DIR
+
+
+def resolve_imagenet_weights(option: str | os.PathLike | None = None) -> str:
+    """A local ImageNet weights file if one is set, else "imagenet" (Keras downloads)."""
+    if option:
+        return str(Path(option).expanduser())
+    if os.environ.get(IMAGENET_WEIGHTS_ENV):
+        return str(Path(os.environ[IMAGENET_WEIGHTS_ENV]).expanduser())
+    return "imagenet"

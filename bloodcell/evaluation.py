@@ -1,0 +1,66 @@
+"""Evaluate a model on any folder in the dataset layout, and collect input files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from bloodcell.config import CLASS_NAMES, IMAGE_SUFFIXES
+from bloodcell.data import check_data_dir, list_images
+from bloodcell.errors import BloodcellError
+from bloodcell.inference import Classifier
+from bloodcell.metrics import classification_metrics
+
+import logging
+
+log = logging.getLogger("bloodcell")
+
+
+def evaluate_folder(model: str | Classifier, data_dir: Path, models_dir: Path | None = None) -> dict:
+    """Metrics of `model` on every readable image under `data_dir`/<class>/.
+
+    The folder may hold any subset of the classes; unreadable files are
+    skipped with a warning that names them.
+    """
+    classifier = model if isinstance(model, Classifier) else Classifier.load(model, models_dir)
+    data_dir = Path(data_dir)
+    paths, labels = [], []
+    for label in check_data_dir(data_dir, require_all_classes=False):
+        for path in list_images(data_dir / label):
+            paths.append(path)
+            labels.append(CLASS_NAMES.index(label))
+    results = classifier.predict_sources(paths, [p.relative_to(data_dir).as_posix() for p in paths])
+    kept_true, kept_pred, skipped = [], [], []
+    for result, label in zip(results, labels):
+        if result.error is not None:
+            log.warning("skipping %s: %s", result.source, result.error)
+            skipped.append({"file": result.source, "error": result.error})
+            continue
+        kept_true.append(label)
+        kept_pred.append(int(np.argmax(result.probabilities)))
+    if not kept_true:
+        raise BloodcellError(f"no readable images in the class folders of {data_dir}")
+    metrics = classification_metrics(kept_true, kept_pred)
+    metrics.update({"model": classifier.name, "data": str(data_dir), "skipped": skipped})
+    return metrics
+
+
+def collect_image_paths(paths: list[Path]) -> list[Path]:
+    """Expand folders into the image files inside them; keep files as given.
+
+    A named file is kept whatever its suffix, so that a bad file gets a row
+    with its error instead of vanishing.
+    """
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(p for p in sorted(path.rglob("*"))
+                         if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        elif path.exists():
+            files.append(path)
+        else:
+            raise BloodcellError(f"no such file or folder: {path}")
+    if not files:
+        raise BloodcellError("no image files found in the given paths")
+    return files

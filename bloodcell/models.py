@@ -1,0 +1,164 @@
+"""The two model architectures: a compact CNN and MobileNetV2 transfer learning.
+
+Both take raw RGB pixels (0..255) of shape (size, size, 3), scale them inside
+the graph, and end in a `logits` Dense layer followed by a `probabilities`
+softmax. Keeping logits as a named layer lets Grad-CAM and temperature
+scaling work on scores rather than saturated probabilities.
+
+MobileNetV2 is built as one flat functional graph (the head attached to the
+base's output tensor), because tf-keras-vis' Grad-CAM cannot reach inside a
+nested Model under Keras 3.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import keras
+from keras import layers, regularizers
+
+from bloodcell.config import NUM_CLASSES
+from bloodcell.errors import BloodcellError
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Fixed facts about an architecture that every code path shares."""
+
+    name: str
+    input_size: int
+    last_conv_layer: str  # Grad-CAM target
+    description: str
+
+
+MODEL_SPECS: dict[str, ModelSpec] = {
+    "cnn": ModelSpec(
+        name="cnn",
+        input_size=128,
+        last_conv_layer="block4_relu2",
+        description="Compact CNN trained from scratch: four conv blocks with batch "
+        "normalisation, L2 weight decay and dropout, global average pooling.",
+    ),
+    "mobilenetv2": ModelSpec(
+        name="mobilenetv2",
+        input_size=224,
+        last_conv_layer="out_relu",
+        description="MobileNetV2 (alpha 1.0) pretrained on ImageNet, new classification "
+        "head, then the top blocks fine-tuned at a low learning rate.",
+    ),
+}
+MODEL_NAMES = tuple(MODEL_SPECS)
+
+# MobileNetV2 layers from this one on are unfrozen for fine-tuning (the last
+# three inverted-residual blocks and the final 1x1 convolution).
+MOBILENET_FINE_TUNE_FROM = "block_14_expand"
+
+
+def get_spec(name: str) -> ModelSpec:
+    try:
+        return MODEL_SPECS[name]
+    except KeyError:
+        raise BloodcellError(f"unknown model '{name}' (choose from: {', '.join(MODEL_NAMES)})") from None
+
+
+def _classifier_head(features, dropout: float, weight_decay: float):
+    x = layers.GlobalAveragePooling2D(name="features")(features)
+    x = layers.Dropout(dropout, name="head_dropout")(x)
+    logits = layers.Dense(
+        NUM_CLASSES, kernel_regularizer=regularizers.l2(weight_decay), name="logits"
+    )(x)
+    return layers.Activation("softmax", dtype="float32", name="probabilities")(logits)
+
+
+# Batch-norm statistics that follow the weights within a fraction of an epoch;
+# Keras' default (0.99) lags behind while a from-scratch network still moves fast.
+BN_MOMENTUM = 0.9
+
+
+def build_cnn(input_size: int = MODEL_SPECS["cnn"].input_size, weight_decay: float = 5e-5,
+              filters: tuple[int, ...] = (32, 64, 128, 128), dropout: float = 0.3) -> keras.Model:
+    """A strided stem, then four blocks of two 3x3 convolutions with batch norm.
+
+    Dropout sits in the head only: dropout between batch-norm layers shifts
+    the activation variance between training and inference.
+
+    The stride-2 stem quarters the cost of every later layer, which is what
+    lets this network train on two CPU cores in minutes.
+    """
+    inputs = keras.Input((input_size, input_size, 3), name="image")
+    x = layers.Rescaling(1.0 / 255.0, name="scale")(inputs)
+    x = layers.Conv2D(filters[0], 3, strides=2, padding="same", use_bias=False,
+                      kernel_regularizer=regularizers.l2(weight_decay), name="stem_conv")(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM, name="stem_bn")(x)
+    x = layers.ReLU(name="stem_relu")(x)
+    for block, width in enumerate(filters, start=1):
+        for conv in (1, 2):
+            x = layers.Conv2D(
+                width, 3, padding="same", use_bias=False,
+                kernel_regularizer=regularizers.l2(weight_decay),
+                name=f"block{block}_conv{conv}",
+            )(x)
+            x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"block{block}_bn{conv}")(x)
+            x = layers.ReLU(name=f"block{block}_relu{conv}")(x)
+        if block < len(filters):
+            x = layers.MaxPooling2D(name=f"block{block}_pool")(x)
+    outputs = _classifier_head(x, dropout, weight_decay)
+    return keras.Model(inputs, outputs, name="cnn")
+
+
+def build_mobilenetv2(input_size: int = MODEL_SPECS["mobilenetv2"].input_size,
+                      weights: str | None = "imagenet", dropout: float = 0.2,
+                      weight_decay: float = 1e-5) -> keras.Model:
+    """MobileNetV2 on `weights` with a new head, as one flat functional graph.
+
+    `weights` is "imagenet" (Keras downloads it), a local `.h5` file, or None.
+    """
+    inputs = keras.Input((input_size, input_size, 3), name="image")
+    # MobileNetV2 expects pixels in [-1, 1].
+    scaled = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="scale")(inputs)
+    try:
+        base = keras.applications.MobileNetV2(
+            input_tensor=scaled, include_top=False, weights=weights, alpha=1.0
+        )
+    except Exception as exc:  # download failure, bad file or wrong shape
+        if weights == "imagenet":
+            raise BloodcellError(
+                "could not download the ImageNet weights for MobileNetV2 "
+                f"({type(exc).__name__}); set BLOODCELL_IMAGENET_WEIGHTS or --base-weights "
+                "to a local mobilenet_v2_1.0_224_no_top.h5"
+            ) from None
+        raise BloodcellError(f"could not load ImageNet weights from {weights}: {exc}") from None
+    outputs = _classifier_head(base.output, dropout, weight_decay)
+    return keras.Model(inputs, outputs, name="mobilenetv2")
+
+
+def set_mobilenet_trainable(model: keras.Model, fine_tune: bool) -> None:
+    """Freeze the whole base, or unfreeze its top blocks for fine-tuning.
+
+    Batch-norm layers stay frozen either way: with small batches their
+    statistics would drift away from ImageNet's and hurt accuracy.
+    """
+    head = {"features", "head_dropout", "logits", "probabilities"}
+    unfrozen = False
+    for layer in model.layers:
+        if layer.name == MOBILENET_FINE_TUNE_FROM:
+            unfrozen = fine_tune
+        if layer.name in head:
+            layer.trainable = True
+        elif isinstance(layer, layers.BatchNormalization):
+            layer.trainable = False
+        else:
+            layer.trainable = unfrozen
+
+
+def build_model(name: str, input_size: int | None = None, base_weights: str | None = "imagenet") -> keras.Model:
+    spec = get_spec(name)
+    size = input_size or spec.input_size
+    if name == "cnn":
+        return build_cnn(size)
+    return build_mobilenetv2(size, weights=base_weights)
+
+
+def is_flat(model: keras.Model) -> bool:
+    """True when no layer of `model` is itself a Model (needed by tf-keras-vis)."""
+    return not any(isinstance(layer, keras.Model) for layer in model.layers)

@@ -1,0 +1,136 @@
+"""The command line: help, clear one-line errors, evaluate and predict on real images."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from bloodcell.cli import main
+from bloodcell.config import CLASS_NAMES, PROJECT_ROOT
+
+
+def run_cli(capsys, *argv):
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:  # argparse exits for --help and bad arguments
+        code = exc.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_module_entry_point_help():
+    result = subprocess.run([sys.executable, "-m", "bloodcell", "--help"], capture_output=True,
+                            text=True, cwd=PROJECT_ROOT, timeout=60)
+    assert result.returncode == 0
+    for command in ("train", "evaluate", "predict", "download"):
+        assert command in result.stdout
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "download"])
+def test_every_command_has_help(capsys, command):
+    code, out, _ = run_cli(capsys, command, "--help")
+    assert code == 0 and "usage:" in out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train"],
+        ["train", "--model", "resnet"],
+        ["train", "--model", "cnn", "--epochs", "many"],
+        ["predict", "--model", "cnn"],
+        ["launch"],
+    ],
+)
+def test_bad_arguments_are_one_line_exit_2(capsys, argv):
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and "error" in err
+
+
+def test_missing_data_is_one_line_exit_2(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "-q", "train", "--model", "cnn", "--data", str(tmp_path / "none"),
+                           "--out", str(tmp_path / "m"))
+    assert code == 2 and "dataset folder not found" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_missing_model_is_one_line_exit_2(capsys, tmp_path, drawn_dataset):
+    code, _, err = run_cli(capsys, "-q", "evaluate", "--model", "cnn", "--data", str(drawn_dataset),
+                           "--models-dir", str(tmp_path))
+    assert code == 2 and "not found" in err and len(err.strip().splitlines()) == 1
+
+
+def test_missing_imagenet_weights_is_one_line(capsys, tmp_path, drawn_dataset):
+    code, _, err = run_cli(capsys, "-q", "train", "--model", "mobilenetv2", "--data", str(drawn_dataset),
+                           "--out", str(tmp_path), "--base-weights", str(tmp_path / "nope.h5"))
+    assert code == 2 and "weights file not found" in err and len(err.strip().splitlines()) == 1
+
+
+def test_download_offline_says_how_to_get_it(capsys, tmp_path, monkeypatch):
+    import kagglehub
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("network is unreachable")
+
+    monkeypatch.setattr(kagglehub, "dataset_download", offline)
+    code, _, err = run_cli(capsys, "download", "--out", str(tmp_path / "data"))
+    assert code == 2 and "by hand" in err and "kaggle.com" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+@pytest.fixture()
+def small_real_folder(real_data, tmp_path):
+    """Two classes, four real images each, plus a corrupt JPEG and a text file named .png."""
+    root = tmp_path / "subset"
+    for label in ("basophil", "seg_neutrophil"):
+        (root / label).mkdir(parents=True)
+        for path in sorted((real_data / label).iterdir())[:4]:
+            shutil.copy(path, root / label / path.name)
+    good = next((root / "basophil").iterdir())
+    (root / "basophil" / "truncated.jpg").write_bytes(good.read_bytes()[:500])
+    (root / "seg_neutrophil" / "notes.png").write_text("this is text, not a picture")
+    return root
+
+
+def test_evaluate_real_images_with_bad_files(capsys, shipped_models, small_real_folder, tmp_path):
+    out = tmp_path / "eval.json"
+    code, stdout, err = run_cli(capsys, "evaluate", "--model", "cnn", "--data", str(small_real_folder),
+                                "--json", str(out))
+    assert code == 0, err
+    assert "truncated.jpg" in err and "notes.png" in err
+    result = json.loads(out.read_text())
+    assert result["n"] == 8 and result["classes"] == list(CLASS_NAMES)
+    assert set(result) >= {"accuracy", "n", "classes", "confusion_matrix", "per_class"}
+    matrix = result["confusion_matrix"]
+    assert sum(map(sum, matrix)) == 8 and sum(matrix[0]) == 4 and sum(matrix[4]) == 4
+    assert result["accuracy"] >= 0.75
+    assert "accuracy" in stdout and "basophil" in stdout
+
+
+def test_predict_real_images_files_and_folders(capsys, shipped_models, small_real_folder, tmp_path):
+    out = tmp_path / "pred.csv"
+    single = next((small_real_folder / "seg_neutrophil").glob("*.jpg"))
+    code, _, err = run_cli(capsys, "predict", "--model", "mobilenetv2", str(small_real_folder / "basophil"),
+                           str(single), str(small_real_folder / "seg_neutrophil" / "notes.png"), "--csv", str(out))
+    assert code == 0, err
+    rows = list(csv.DictReader(out.open()))
+    assert list(rows[0]) == ["file", "predicted_class", "confidence", *CLASS_NAMES, "error"]
+    assert len(rows) == 4 + 1 + 1 + 1  # 4 good + truncated in the folder, one file, the text file
+    errors = {row["file"].rsplit("/", 1)[-1]: row["error"] for row in rows if row["error"]}
+    assert set(errors) == {"truncated.jpg", "notes.png"}
+    good = [row for row in rows if not row["error"]]
+    assert all(row["predicted_class"] in CLASS_NAMES for row in good)
+    assert all(abs(sum(float(row[c]) for c in CLASS_NAMES) - 1) < 1e-3 for row in good)
+    assert sum(row["predicted_class"] == "basophil" for row in good) >= 3
+
+
+def test_predict_to_stdout(capsys, shipped_models, small_real_folder):
+    image = next((small_real_folder / "basophil").glob("BA_*.jpg"))
+    code, out, _ = run_cli(capsys, "predict", "--model", "cnn", str(image))
+    assert code == 0 and out.startswith("file,predicted_class,confidence")

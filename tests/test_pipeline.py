@@ -1,0 +1,34 @@
+"""One preprocessing for all: tf.data, the CLI and the app give identical input."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+
+from bloodcell.cli import main
+from bloodcell.config import CLASS_NAMES
+from bloodcell.inference import Classifier
+from bloodcell.pipeline import make_dataset
+
+
+def test_same_image_same_input_and_answer_everywhere(tiny_models_dir, drawn_dataset, tmp_path):
+    files = sorted((drawn_dataset / "monocyte").iterdir())[:3] + sorted((drawn_dataset / "myeloblast").iterdir())[:2]
+    classifier = Classifier.load("cnn", tiny_models_dir)
+    size = classifier.input_size
+
+    training_batches = make_dataset(files, [0] * len(files), size, batch_size=len(files))
+    training_input = next(iter(training_batches))[0].numpy()
+    cli_input = np.stack([classifier.prepare(path) for path in files])  # CLI: from the path
+    app_input = np.stack([classifier.prepare(path.read_bytes()) for path in files])  # app: upload bytes
+    assert np.array_equal(training_input, cli_input)
+    assert np.array_equal(training_input, app_input)
+
+    out = tmp_path / "predictions.csv"
+    assert main(["predict", "--model", "cnn", "--models-dir", str(tiny_models_dir),
+                 *map(str, files), "--csv", str(out)]) == 0
+    rows = list(csv.DictReader(out.open()))
+    expected = classifier.predict_proba(training_input)
+    for row, probabilities in zip(rows, expected):
+        assert row["predicted_class"] == CLASS_NAMES[int(np.argmax(probabilities))]
+        assert np.allclose([float(row[name]) for name in CLASS_NAMES], probabilities, atol=1e-4)
