@@ -1,0 +1,134 @@
+"""What the app does with one image: decode, predict, explain, under a lock.
+
+Keras models are not safe to call from several threads at once, and a
+Streamlit server runs every browser session in its own thread; one lock per
+loaded model serialises the calls. Decoding happens outside the lock.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image
+
+from bloodcell.config import CLASS_NAMES
+from bloodcell.errors import ImageReadError
+from bloodcell.explain import GRADCAM, Explainer
+from bloodcell.imaging import read_image, to_model_input
+from bloodcell.inference import Classifier
+
+DEFAULT_UNSURE_THRESHOLD = 0.70
+
+
+@dataclass
+class Analysis:
+    """The outcome for one image under one model: a result or an error."""
+
+    name: str
+    model: str
+    probabilities: np.ndarray | None = None
+    class_index: int | None = None  # the class the heatmap explains
+    heatmap: np.ndarray | None = None
+    method: str | None = None
+    error: str | None = None
+    image_size: tuple[int, int] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def predicted_class(self) -> str | None:
+        return None if self.probabilities is None else CLASS_NAMES[int(np.argmax(self.probabilities))]
+
+    @property
+    def confidence(self) -> float | None:
+        return None if self.probabilities is None else float(np.max(self.probabilities))
+
+    def is_unsure(self, threshold: float = DEFAULT_UNSURE_THRESHOLD) -> bool:
+        return self.ok and self.confidence < threshold
+
+
+@dataclass
+class ModelService:
+    """A loaded classifier, its explainer, and the lock that guards both."""
+
+    classifier: Classifier
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    _explainer: Explainer | None = None
+
+    @classmethod
+    def load(cls, name: str, models_dir=None) -> "ModelService":
+        return cls(Classifier.load(name, models_dir))
+
+    @property
+    def name(self) -> str:
+        return self.classifier.name
+
+    @property
+    def explainer(self) -> Explainer:
+        if self._explainer is None:
+            self._explainer = Explainer(self.classifier)
+        return self._explainer
+
+    def warm_up(self) -> None:
+        """Trace the compiled Grad-CAM once so the first user does not wait for it."""
+        size = self.classifier.input_size
+        with self.lock:
+            self.explainer.gradcam(np.zeros((size, size, 3), np.float32))
+
+    def analyse(self, name: str, data: bytes | Image.Image, method: str = GRADCAM,
+                class_index: int | None = None) -> Analysis:
+        """Predict and explain one image given as file bytes or a decoded image."""
+        try:
+            image = data if isinstance(data, Image.Image) else read_image(data)
+        except ImageReadError as exc:
+            return Analysis(name, self.name, error=str(exc))
+        model_input = to_model_input(image, self.classifier.input_size)
+        with self.lock:
+            explanation = self.explainer.explain(model_input, method, class_index)
+        return Analysis(name, self.name, explanation.probabilities, explanation.class_index,
+                        explanation.heatmap, explanation.method, image_size=image.size)
+
+
+def results_rows(analyses: list[Analysis], threshold: float = DEFAULT_UNSURE_THRESHOLD) -> list[dict]:
+    """One row per image, as in the CLI's CSV (plus the model and an 'unsure' flag)."""
+    rows = []
+    for a in analyses:
+        row = {"file": a.name, "model": a.model,
+               "predicted_class": a.predicted_class or "",
+               "confidence": round(a.confidence, 4) if a.ok else None}
+        for i, label in enumerate(CLASS_NAMES):
+            row[label] = round(float(a.probabilities[i]), 4) if a.ok else None
+        row["unsure"] = a.is_unsure(threshold) if a.ok else None
+        row["error"] = a.error or ""
+        rows.append(row)
+    return rows
+
+
+def rows_to_csv(rows: list[dict]) -> str:
+    if not rows:
+        return ""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def differential_count(analyses: list[Analysis], threshold: float = DEFAULT_UNSURE_THRESHOLD) -> dict[str, int]:
+    """How many images fall in each class; unsure and unreadable ones counted apart."""
+    counts: Counter = Counter({label: 0 for label in CLASS_NAMES})
+    for a in analyses:
+        if not a.ok:
+            counts["unreadable"] += 1
+        elif a.is_unsure(threshold):
+            counts["unsure"] += 1
+        else:
+            counts[a.predicted_class] += 1
+    return dict(counts)

@@ -1,0 +1,57 @@
+"""About: what the models are, where the data comes from, and their limits."""
+
+import streamlit as st
+
+from pages.common import render_sidebar, load_model_files, model_names, models_dir
+
+render_sidebar()
+st.title("About")
+
+st.header("Limits")
+st.markdown(
+    "- **Not a diagnostic device.** bloodcell is for research and teaching; never use it to make "
+    "or support a clinical decision.\n"
+    "- **Two labs, five classes.** Basophils, erythroblasts and monocytes were photographed in one "
+    "lab (Barcelona, CellaVision DM96), myeloblasts and segmented neutrophils in another (Munich). "
+    "Stain, background and magnification differ, so a model can score high by recognising the lab. "
+    "Measured on 300 segmented neutrophils photographed in the Barcelona lab, the shipped models "
+    "mostly get them wrong: see the README's results table.\n"
+    "- **Single cells only.** The models were trained on crops centred on one white cell. "
+    "A whole smear, a photo of anything else or a blank slide still gets one of the five classes.\n"
+    "- **Calibrated on the validation split.** Probabilities are temperature-scaled; on images unlike "
+    "the training set they can still be confidently wrong."
+)
+
+st.header("Models")
+for name in model_names():
+    card = load_model_files(name, str(models_dir()))["card"] or {}
+    with st.expander(f"{name}: {card.get('description', '')}"):
+        env = card.get("environment", {})
+        st.markdown(
+            f"- Input: {card.get('input_size')} px RGB; {card.get('parameters', 0):,} parameters; "
+            f"file {card.get('file_size_bytes', 0) / 2**20:.1f} MB (sha256 `{str(card.get('file_sha256'))[:16]}…`)\n"
+            f"- Trained {card.get('epochs_run')} epochs (best {card.get('best_epoch')}) in "
+            f"{card.get('training_seconds', 0) / 60:.1f} min on {env.get('cpu', '?')} "
+            f"({env.get('cpu_count', '?')} cores), TensorFlow {env.get('tensorflow', '?')}, Keras {env.get('keras', '?')}\n"
+            f"- Test accuracy {card.get('test_metrics', {}).get('accuracy', 0):.2%}"
+        )
+        st.json(card.get("hyperparameters", {}), expanded=False)
+
+st.header("Data, citations and licences")
+st.markdown(
+    "The images are those of the public Kaggle dataset *Blood Cell Images for Cancer Detection*, "
+    "which combines two research datasets. They are not part of this app's code and are not "
+    "redistributed by it.\n\n"
+    "- **PBC dataset** (basophil, erythroblast, monocyte): Acevedo A., Merino A., Alférez S., "
+    "Molina Á., Boldú L., Rodellar J. *A dataset of microscopic peripheral blood cell images for "
+    "development of automatic recognition systems.* Data in Brief 30 (2020) 105474. Mendeley Data, "
+    "licence CC BY 4.0.\n"
+    "- **AML-Cytomorphology_LMU** (myeloblast, seg_neutrophil): Matek C., Schwarz S., Spiekermann K., "
+    "Marr C. *Human-level recognition of blast cells in acute myeloid leukaemia with convolutional "
+    "neural networks.* Nature Machine Intelligence 1 (2019) 538–544. The Cancer Imaging Archive, "
+    "licence CC BY 3.0.\n"
+    "- **MobileNetV2**: Sandler M. et al., *MobileNetV2: Inverted Residuals and Linear Bottlenecks*, "
+    "CVPR 2018; ImageNet weights under Apache-2.0.\n"
+    "- **Grad-CAM**: Selvaraju R. R. et al., ICCV 2017. Grad-CAM++, Score-CAM and SmoothGrad "
+    "through tf-keras-vis (MIT licence)."
+)

@@ -1,0 +1,120 @@
+"""What every page shares: cached loaders and the sidebar's choices.
+
+Models, their JSON files and the split manifest are loaded once per server
+process with `st.cache_resource` and shared by all sessions. `LOADS` counts
+real loads, so a test can check that reruns load nothing again.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from pathlib import Path
+
+import streamlit as st
+
+from bloodcell.config import resolve_data_dir, resolve_models_dir
+from bloodcell.dataset_stats import DatasetOverview, overview
+from bloodcell.errors import BloodcellError
+from bloodcell.inference import available_models, read_json
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+MODEL_KEY = "model"
+PREFERRED_DEFAULT_MODEL = "mobilenetv2"
+
+LOADS: Counter = Counter()
+
+
+def models_dir() -> Path:
+    return resolve_models_dir()
+
+
+def data_dir() -> Path:
+    return resolve_data_dir()
+
+
+@st.cache_resource(show_spinner="Loading the model…")
+def load_service(name: str, folder: str):
+    """The model, its explainer and its lock: one per process, for all sessions."""
+    from bloodcell.service import ModelService
+
+    LOADS[name] += 1
+    service = ModelService.load(name, folder)
+    service.warm_up()
+    return service
+
+
+@st.cache_resource
+def load_model_files(name: str, folder: str) -> dict:
+    """card.json, history.json and metrics.json of one model (None where missing)."""
+    LOADS[f"{name}/files"] += 1
+    base = Path(folder) / name
+    files = {}
+    for key in ("card", "history", "metrics"):
+        try:
+            files[key] = read_json(base / f"{key}.json")
+        except BloodcellError:
+            files[key] = None
+    return files
+
+
+@st.cache_resource(show_spinner="Reading the dataset folder…", ttl=600)
+def load_dataset_overview(folder: str) -> DatasetOverview | None:
+    return overview(Path(folder))
+
+
+def model_names() -> list[str]:
+    return available_models(models_dir())
+
+
+def selected_model() -> str | None:
+    return st.session_state.get(MODEL_KEY)
+
+
+def service_or_error(name: str):
+    """The loaded model, or None after showing a clear error on the page."""
+    try:
+        return load_service(name, str(models_dir()))
+    except BloodcellError as exc:
+        st.error(f"The model **{name}** could not be loaded: {exc}")
+        return None
+
+
+def render_sidebar() -> None:
+    """Model choice and dataset status, shown on every page."""
+    names = model_names()
+    with st.sidebar:
+        if names:
+            default = names.index(PREFERRED_DEFAULT_MODEL) if PREFERRED_DEFAULT_MODEL in names else 0
+            if st.session_state.get(MODEL_KEY) not in names:
+                st.session_state[MODEL_KEY] = names[default]
+            st.selectbox("Model", names, key=MODEL_KEY,
+                         help="Models found in the models folder. Predict can compare all of them.")
+        else:
+            st.error(f"No trained model in `{models_dir()}`. Train one with "
+                     "`python -m bloodcell train --model cnn`.")
+        found = load_dataset_overview(str(data_dir()))
+        if found:
+            st.caption(f"Dataset: {found.total:,} images in `{data_dir()}`")
+        else:
+            st.caption(f"Dataset: not found at `{data_dir()}` (set `BLOODCELL_DATA`)")
+
+
+def no_dataset_panel() -> None:
+    st.info(
+        f"No dataset was found at `{data_dir()}`.\n\n"
+        "Get it with `python -m bloodcell download` (needs a Kaggle account and internet), "
+        "or point the app at a folder laid out as `<class>/<image>` with the environment variable "
+        "`BLOODCELL_DATA`, then restart the app.",
+        icon="📂",
+    )
+
+
+def inject_styles() -> None:
+    css = (ASSETS / "style.css").read_text() if (ASSETS / "style.css").exists() else ""
+    if css:
+        st.html(f"<style>{css}</style>")
+
+
+def env_flag(name: str) -> bool:
+    return os.environ.get(name, "").lower() in ("1", "true", "yes")

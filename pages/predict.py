@@ -1,0 +1,152 @@
+"""Predict: classify uploaded, photographed or sample images and show where the model looked."""
+
+import random
+from pathlib import Path
+
+import streamlit as st
+
+from bloodcell.cells import DISPLAY_NAMES
+from bloodcell.charts import counts_figure, probability_figure
+from bloodcell.config import CLASS_NAMES
+from bloodcell.errors import ImageReadError
+from bloodcell.explain import GRADCAM, METHODS, overlay
+from bloodcell.imaging import read_image
+from bloodcell.service import DEFAULT_UNSURE_THRESHOLD, differential_count, results_rows, rows_to_csv
+from pages.common import (render_sidebar, data_dir, load_dataset_overview, load_service, model_names, models_dir,
+                          selected_model, service_or_error)
+
+UPLOAD_TYPES = ["jpg", "jpeg", "png", "bmp", "tif", "tiff"]
+PREDICTED = "the predicted class"
+DISPLAY_SIDE = 384
+METHOD_HELP = ("Grad-CAM is fast (compiled once per model). Grad-CAM++ and Score-CAM take "
+               "longer; SmoothGrad shows pixel-level gradients averaged over noisy copies.")
+
+
+@st.cache_data(max_entries=300, show_spinner=False)
+def analyse(model: str, folder: str, name: str, data: bytes, method: str, class_index: int | None):
+    """Prediction and heatmap for one image; cached so sliders do not recompute them."""
+    return load_service(model, folder).analyse(name, data, method, class_index)
+
+
+@st.cache_data(max_entries=300, show_spinner=False)
+def display_image(data: bytes):
+    try:
+        image = read_image(data)
+    except ImageReadError:
+        return None
+    image.thumbnail((DISPLAY_SIDE * 2, DISPLAY_SIDE * 2))
+    return image
+
+
+def collect_inputs() -> list[tuple[str, bytes]]:
+    upload, camera, sample = st.tabs(["Upload images", "Camera", "Sample from the dataset"])
+    items: list[tuple[str, bytes]] = []
+    with upload:
+        files = st.file_uploader("Cell images (one cell per image)", type=UPLOAD_TYPES,
+                                 accept_multiple_files=True, key="uploads")
+        items += [(f.name, f.getvalue()) for f in files or []]
+    with camera:
+        if st.toggle("Use the camera", key="use_camera"):
+            photo = st.camera_input("Photograph a cell", key="camera")
+            if photo is not None:
+                items.append(("camera photo", photo.getvalue()))
+    with sample:
+        dataset = load_dataset_overview(str(data_dir()))
+        if dataset is None:
+            st.info("No dataset found; set `BLOODCELL_DATA` to pick samples from it.")
+        else:
+            left, right = st.columns([2, 1])
+            label = left.selectbox("Class", list(dataset.files), format_func=DISPLAY_NAMES.get, key="sample_class")
+            if right.button("Pick a random cell", icon=":material/casino:", width="stretch"):
+                st.session_state["sample_path"] = str(random.choice(dataset.files[label]))
+            if st.session_state.get("sample_path"):
+                path = Path(st.session_state["sample_path"])
+                st.caption(f"Sample: `{path.parent.name}/{path.name}` (true class: {DISPLAY_NAMES.get(path.parent.name, '?')})")
+                items.append((f"{path.parent.name}/{path.name}", path.read_bytes()))
+    return items
+
+
+def settings() -> dict:
+    with st.container(border=True):
+        a, b, c, d = st.columns(4)
+        method = a.selectbox("Explanation", METHODS, index=METHODS.index(GRADCAM), help=METHOD_HELP)
+        target = b.selectbox("Explain", [PREDICTED, *CLASS_NAMES],
+                             format_func=lambda v: v if v == PREDICTED else DISPLAY_NAMES[v],
+                             help="Which class the heatmap explains: the prediction, or any other class.")
+        opacity = c.slider("Heatmap opacity", 0.0, 1.0, 0.45, 0.05)
+        threshold = d.slider("Unsure below", 0.0, 1.0, DEFAULT_UNSURE_THRESHOLD, 0.05,
+                             help="Below this calibrated confidence the app says the model is unsure.")
+        others = [n for n in model_names() if n != selected_model()]
+        compare = st.toggle(f"Compare with {', '.join(others)}", disabled=not others) if others else False
+    return {"method": method, "class_index": None if target == PREDICTED else CLASS_NAMES.index(target),
+            "opacity": opacity, "threshold": threshold, "compare": compare}
+
+
+def show_verdict(result, threshold: float) -> None:
+    label = DISPLAY_NAMES[result.predicted_class]
+    if result.is_unsure(threshold):
+        st.warning(f"**Not sure.** Best guess: {label} at {result.confidence:.0%}, "
+                   f"below the {threshold:.0%} threshold.", icon=":material/help:")
+    else:
+        st.success(f"**{label}** — {result.confidence:.1%}", icon=":material/check_circle:")
+
+
+def show_result(image, result, options: dict) -> None:
+    original, heat, verdict = st.columns([1, 1, 1.4])
+    original.image(image, caption=f"{result.model}: input", width="stretch")
+    explained = DISPLAY_NAMES[CLASS_NAMES[result.class_index]]
+    heat.image(overlay(image, result.heatmap, options["opacity"], DISPLAY_SIDE),
+               caption=f"{result.method} for {explained}", width="stretch")
+    with verdict:
+        show_verdict(result, options["threshold"])
+        st.plotly_chart(probability_figure(result.probabilities, int(result.probabilities.argmax()),
+                                           options["threshold"]),
+                        width="stretch", key=f"bars_{result.model}_{result.name}_{id(result)}")
+
+
+render_sidebar()
+st.title("Predict")
+st.caption("Upload single-cell images, take a photo, or pick a sample. Each image gets its class, "
+           "calibrated probabilities and a heatmap of where the model looked.")
+model = selected_model()
+if model is None:
+    st.info("No trained model found. Train one with `python -m bloodcell train --model cnn`.")
+    st.stop()
+if service_or_error(model) is None:
+    st.stop()
+
+inputs = collect_inputs()
+options = settings()
+models = [model] + ([n for n in model_names() if n != model] if options["compare"] else [])
+services = {name: service_or_error(name) for name in models}
+models = [name for name in models if services[name] is not None]
+if not inputs:
+    st.info("Add an image above to see a prediction.", icon=":material/upload:")
+    st.stop()
+
+analyses = []
+with st.spinner("Classifying…"):
+    for name, data in inputs:
+        with st.container(border=True):
+            st.markdown(f"**{name}**")
+            results = [analyse(m, str(models_dir()), name, data, options["method"], options["class_index"])
+                       for m in models]
+            analyses += results
+            if not results[0].ok:
+                st.error(f"Could not use **{name}**: {results[0].error}.", icon=":material/broken_image:")
+                continue
+            image = display_image(data)
+            for result in results:
+                show_result(image, result, options)
+
+if len(inputs) > 1:
+    st.subheader(f"Summary of {len(inputs)} images")
+    rows = results_rows(analyses, options["threshold"])
+    st.dataframe(rows, hide_index=True, width="stretch",
+                 column_config={"confidence": st.column_config.ProgressColumn(min_value=0, max_value=1,
+                                                                              format="percent")})
+    primary = [a for a in analyses if a.model == model]
+    st.plotly_chart(counts_figure(differential_count(primary, options["threshold"]),
+                                  f"Differential count ({model})"), width="stretch")
+    st.download_button("Download results (CSV)", rows_to_csv(rows), "bloodcell-predictions.csv",
+                       "text/csv", icon=":material/download:")

@@ -1,0 +1,100 @@
+"""Training: curves, confusion matrices, reports and cards of every model, side by side."""
+
+import streamlit as st
+
+from bloodcell.cells import DISPLAY_NAMES
+from bloodcell.charts import confusion_figure, history_figure, reliability_figure
+from bloodcell.config import CLASS_NAMES
+from pages.common import render_sidebar, load_model_files, model_names, models_dir
+
+render_sidebar()
+st.title("Training")
+names = model_names()
+if not names:
+    st.info("No trained models yet. Train one with `python -m bloodcell train --model cnn`.")
+    st.stop()
+
+files = {name: load_model_files(name, str(models_dir())) for name in names}
+st.caption("Every model trains on the same split (70% train, 15% validation, 15% test; "
+           "duplicates kept together). Epochs, learning rate and calibration are chosen on the "
+           "validation split; the test split is only used for the numbers below.")
+
+
+def summary_row(name: str) -> dict:
+    card, metrics = files[name]["card"] or {}, files[name]["metrics"] or {}
+    return {"model": name, "test accuracy": metrics.get("accuracy"), "macro F1": metrics.get("macro_f1"),
+            "test images": metrics.get("n"), "epochs": card.get("epochs_run"),
+            "training time (min)": round(card.get("training_seconds", 0) / 60, 1),
+            "parameters": card.get("parameters"),
+            "file size (MB)": round(card.get("file_size_bytes", 0) / 2**20, 1),
+            "temperature": card.get("calibration", {}).get("temperature")}
+
+
+st.dataframe([summary_row(n) for n in names], hide_index=True, width="stretch",
+             column_config={"test accuracy": st.column_config.NumberColumn(format="percent"),
+                            "macro F1": st.column_config.NumberColumn(format="%.4f"),
+                            "temperature": st.column_config.NumberColumn(format="%.2f")})
+
+curves, confusion, report, calibration, cards = st.tabs(
+    ["Curves", "Confusion matrices", "Classification report", "Calibration", "Model cards"])
+
+with curves:
+    for column, name in zip(st.columns(len(names)), names):
+        history, card = files[name]["history"], files[name]["card"] or {}
+        with column:
+            st.subheader(name)
+            if not history:
+                st.warning("history.json is missing.")
+                continue
+            for metric in ("loss", "accuracy"):
+                st.plotly_chart(history_figure(history, metric, card.get("best_epoch"), metric.title()),
+                                width="stretch", key=f"{name}_{metric}")
+
+with confusion:
+    normalise = st.toggle("Row-normalised (recall per class)", value=False)
+    for column, name in zip(st.columns(len(names)), names):
+        metrics = files[name]["metrics"]
+        with column:
+            st.subheader(name)
+            if metrics:
+                st.plotly_chart(confusion_figure(metrics["confusion_matrix"], normalise,
+                                                 f"Test split, n={metrics['n']}"),
+                                width="stretch", key=f"{name}_cm")
+
+with report:
+    for column, name in zip(st.columns(len(names)), names):
+        metrics = files[name]["metrics"]
+        with column:
+            st.subheader(name)
+            if metrics:
+                rows = [{"class": DISPLAY_NAMES[c], **metrics["per_class"][c]} for c in CLASS_NAMES]
+                st.dataframe(rows, hide_index=True, width="stretch",
+                             column_config={k: st.column_config.NumberColumn(format="%.4f")
+                                            for k in ("precision", "recall", "f1")})
+                st.metric("Accuracy", f"{metrics['accuracy']:.2%}")
+
+with calibration:
+    st.markdown("Temperature scaling divides the logits by one number fitted on the validation "
+                "split. Predictions stay the same; the confidence comes to mean what it says. "
+                "Below: accuracy against confidence on the **test** split, before and after.")
+    for column, name in zip(st.columns(len(names)), names):
+        card = files[name]["card"] or {}
+        with column:
+            st.subheader(name)
+            if "calibration" in card:
+                cal = card["calibration"]
+                st.plotly_chart(reliability_figure(cal, "test"), width="stretch", key=f"{name}_rel")
+                st.caption(f"T = {cal['temperature']:.2f}; test ECE {cal['test']['ece_before']:.4f} → "
+                           f"{cal['test']['ece_after']:.4f}; validation ECE {cal['val']['ece_before']:.4f} → "
+                           f"{cal['val']['ece_after']:.4f}")
+            else:
+                st.info("Not calibrated yet: `python -m bloodcell calibrate --model " + name + "`.")
+
+with cards:
+    for column, name in zip(st.columns(len(names)), names):
+        card = files[name]["card"]
+        with column:
+            st.subheader(name)
+            if card:
+                shown = {k: v for k, v in card.items() if k != "calibration"}
+                st.json(shown, expanded=1)

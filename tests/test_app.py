@@ -1,0 +1,119 @@
+"""Every page renders with and without the dataset; Predict classifies and explains."""
+
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from bloodcell.config import CLASS_NAMES, DATA_ENV, MODELS_ENV, PROJECT_ROOT
+from bloodcell.cells import DISPLAY_NAMES
+from conftest import draw_cell, encode
+
+PAGES = ["pages/home.py", "pages/dataset.py", "pages/training.py", "pages/predict.py", "pages/about.py"]
+TIMEOUT = 120
+
+
+def open_page(page: str | None = None) -> AppTest:
+    app = AppTest.from_file(str(PROJECT_ROOT / "streamlit_app.py"), default_timeout=TIMEOUT)
+    app.run()
+    if page:
+        app.switch_page(page).run()
+    return app
+
+
+def verdicts(app: AppTest) -> list[str]:
+    return [element.value for element in [*app.success, *app.warning]]
+
+
+@pytest.fixture()
+def with_data(monkeypatch, real_data, shipped_models):
+    monkeypatch.setenv(DATA_ENV, str(real_data))
+    monkeypatch.setenv(MODELS_ENV, str(shipped_models))
+
+
+@pytest.fixture()
+def without_data(monkeypatch, tmp_path, shipped_models):
+    monkeypatch.setenv(DATA_ENV, str(tmp_path / "no-dataset-here"))
+    monkeypatch.setenv(MODELS_ENV, str(shipped_models))
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_renders_with_dataset(with_data, page):
+    app = open_page(page)
+    assert not app.exception, app.exception
+    assert app.title, "every page has a title"
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_renders_without_dataset(without_data, page):
+    app = open_page(page)
+    assert not app.exception, app.exception
+    if page == "pages/dataset.py":
+        assert any("python -m bloodcell download" in info.value for info in app.info)
+
+
+def test_app_without_models_says_how_to_train(monkeypatch, tmp_path):
+    monkeypatch.setenv(MODELS_ENV, str(tmp_path))
+    for page in ("pages/predict.py", "pages/training.py"):
+        app = open_page(page)
+        assert not app.exception
+        assert any("bloodcell train" in e.value for e in [*app.error, *app.info])
+
+
+def test_predict_uploaded_cell_shows_class_and_heatmap(with_data, real_data):
+    path = sorted((real_data / "myeloblast").iterdir())[0]
+    app = open_page("pages/predict.py")
+    app.file_uploader(key="uploads").set_value((path.name, path.read_bytes(), "image/jpeg")).run()
+    assert not app.exception, app.exception
+    assert not app.error
+    shown = " ".join(verdicts(app))
+    assert any(DISPLAY_NAMES[c] in shown for c in CLASS_NAMES)
+    images = app.get("image")
+    assert len(images) >= 2  # the input and its heatmap overlay
+    captions = " ".join(c for image in images for c in image.captions)
+    assert "Grad-CAM" in captions
+
+
+def test_bad_file_is_reported_and_good_file_still_classified(with_data, real_data):
+    good = sorted((real_data / "basophil").iterdir())[0]
+    app = open_page("pages/predict.py")
+    app.file_uploader(key="uploads").set_value([
+        ("notes.jpg", b"this is a text file with a .jpg name", "image/jpeg"),
+        (good.name, good.read_bytes(), "image/jpeg"),
+        ("tiny.png", encode(draw_cell("basophil", size=4)), "image/png"),
+    ]).run()
+    assert not app.exception, app.exception
+    errors = " ".join(e.value for e in app.error)
+    assert "notes.jpg" in errors and "not a readable image" in errors
+    assert "tiny.png" in errors and "at least" in errors
+    assert len(verdicts(app)) == 1  # the good file got its verdict
+    assert app.get("download_button"), "a batch offers a CSV download"
+
+
+def test_compare_models_and_other_methods(with_data, real_data):
+    path = sorted((real_data / "monocyte").iterdir())[0]
+    app = open_page("pages/predict.py")
+    app.file_uploader(key="uploads").set_value((path.name, path.read_bytes(), "image/jpeg")).run()
+    app.toggle[-1].set_value(True).run()  # compare with the other model
+    assert not app.exception, app.exception
+    assert len(verdicts(app)) == 2
+    method = next(s for s in app.selectbox if s.label == "Explanation")
+    method.set_value("Grad-CAM++").run()
+    assert not app.exception, app.exception
+    assert "Grad-CAM++" in " ".join(c for i in app.get("image") for c in i.captions)
+
+
+def test_models_load_once_across_reruns_and_pages(with_data, real_data):
+    from pages import common
+
+    path = sorted((real_data / "erythroblast").iterdir())[0]
+    app = open_page("pages/predict.py")
+    app.file_uploader(key="uploads").set_value((path.name, path.read_bytes(), "image/jpeg")).run()
+    loads_after_first = dict(common.LOADS)
+    app.run()
+    next(s for s in app.slider if s.label == "Heatmap opacity").set_value(0.8).run()
+    app.switch_page("pages/training.py").run()
+    app.switch_page("pages/predict.py").run()
+    assert not app.exception
+    assert all(count == 1 for count in common.LOADS.values()), common.LOADS
+    assert dict(common.LOADS) == loads_after_first or set(common.LOADS) >= set(loads_after_first)
