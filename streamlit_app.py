@@ -19,6 +19,10 @@ navigation = st.navigation(
         st.Page("pages/training.py", title="Training", icon=":material/monitoring:"),
         st.Page("pages/predict.py", title="Predict", icon=":material/biotech:"),
         st.Page("pages/about.py", title="About", icon=":material/info:"),
-    ]
+    ],
+    # Navigation sits at the top. Streamlit's older multipage mode also reads
+    # a folder named pages/ and, on a fresh server's first run, briefly lists
+    # its files in the sidebar; .streamlit/config.toml hides that sidebar list.
+    position="top",
 )
 navigation.run()

@@ -39,18 +39,18 @@ SPLIT_FRACTIONS = {"train": 0.70, "val": 0.15, "test": 0.15}
 def resolve_data_dir(option: str | os.PathLike | None = None) -> Path:
     """The dataset folder: the option, else $BLOODCELL_DATA, else data/blood-cells."""
     if option:
-        return Path(option).expanduser()
+        return Path(option).expanduser().resolve()
     if os.environ.get(DATA_ENV):
-        return Path(os.environ[DATA_ENV]).expanduser()
+        return Path(os.environ[DATA_ENV]).expanduser().resolve()
     return DEFAULT_DATA_DIR
 
 
 def resolve_models_dir(option: str | os.PathLike | None = None) -> Path:
     """The folder holding one sub-folder per trained model and the split manifest."""
     if option:
-        return Path(option).expanduser()
+        return Path(option).expanduser().resolve()
     if os.environ.get(MODELS_ENV):
-        return Path(os.environ[MODELS_ENV]).expanduser()
+        return Path(os.environ[MODELS_ENV]).expanduser().resolve()
     return DEFAULT_MODELS_DIR
 
 

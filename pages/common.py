@@ -20,6 +20,7 @@ from bloodcell.inference import available_models, read_json
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 MODEL_KEY = "model"
+MODEL_WIDGET_KEY = "model_widget"
 PREFERRED_DEFAULT_MODEL = "mobilenetv2"
 
 LOADS: Counter = Counter()
@@ -71,6 +72,10 @@ def selected_model() -> str | None:
     return st.session_state.get(MODEL_KEY)
 
 
+def _keep_model_choice() -> None:
+    st.session_state[MODEL_KEY] = st.session_state[MODEL_WIDGET_KEY]
+
+
 def service_or_error(name: str):
     """The loaded model, or None after showing a clear error on the page."""
     try:
@@ -85,10 +90,13 @@ def render_sidebar() -> None:
     names = model_names()
     with st.sidebar:
         if names:
-            default = names.index(PREFERRED_DEFAULT_MODEL) if PREFERRED_DEFAULT_MODEL in names else 0
             if st.session_state.get(MODEL_KEY) not in names:
-                st.session_state[MODEL_KEY] = names[default]
-            st.selectbox("Model", names, key=MODEL_KEY,
+                preferred = PREFERRED_DEFAULT_MODEL if PREFERRED_DEFAULT_MODEL in names else names[0]
+                st.session_state[MODEL_KEY] = preferred
+            # Streamlit forgets a widget's state when a page that does not draw
+            # it runs; the choice lives under a plain key and is copied in and out.
+            st.session_state[MODEL_WIDGET_KEY] = st.session_state[MODEL_KEY]
+            st.selectbox("Model", names, key=MODEL_WIDGET_KEY, on_change=_keep_model_choice,
                          help="Models found in the models folder. Predict can compare all of them.")
         else:
             st.error(f"No trained model in `{models_dir()}`. Train one with "
