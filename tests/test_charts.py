@@ -1,0 +1,36 @@
+"""Figures build from the JSON files training writes."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bloodcell.charts import (confusion_figure, counts_figure, history_figure, mean_colour_figure,
+                              probability_figure, reliability_figure)
+from bloodcell.calibration import calibration_report
+
+HISTORY = [
+    {"epoch": 1, "loss": 1.0, "accuracy": 0.5, "val_loss": 1.1, "val_accuracy": 0.4, "learning_rate": 1e-3, "phase": "head"},
+    {"epoch": 2, "loss": 0.5, "accuracy": 0.8, "val_loss": 0.6, "val_accuracy": 0.7, "learning_rate": 1e-4, "phase": "fine_tune"},
+]
+
+
+def test_history_figure_has_train_val_and_learning_rate():
+    figure = history_figure(HISTORY, "loss", best_epoch=2)
+    names = [trace.name for trace in figure.data]
+    assert names == ["train loss", "validation loss", "learning rate"]
+    assert list(figure.data[1].y) == [1.1, 0.6]
+
+
+def test_confusion_figure_normalises_rows():
+    matrix = [[8, 2, 0, 0, 0], [0, 10, 0, 0, 0], [0, 0, 5, 0, 0], [0, 0, 0, 0, 0], [1, 0, 0, 0, 9]]
+    values = np.asarray(confusion_figure(matrix, normalise=True).data[0].z)
+    assert np.allclose(values[0], [0.8, 0.2, 0, 0, 0]) and np.allclose(values[3], 0)
+
+
+def test_other_figures_build():
+    rng = np.random.default_rng(0)
+    logits, labels = rng.normal(size=(50, 5)) * 3, rng.integers(0, 5, 50)
+    assert len(reliability_figure(calibration_report(logits, labels, logits, labels)).data) == 3
+    assert len(probability_figure([0.1, 0.2, 0.3, 0.2, 0.2], highlight=2, threshold=0.7).data[0].x) == 5
+    assert counts_figure({"basophil": 2, "unsure": 1}).data[0].y == (2, 1)
+    assert len(mean_colour_figure({"monocyte": (np.array([200, 180, 190]), np.zeros(3))}).data) == 1

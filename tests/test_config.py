@@ -1,0 +1,35 @@
+"""Settings resolve in the documented order: option, environment, default."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bloodcell.config import (CLASS_NAMES, DATA_ENV, DEFAULT_DATA_DIR, DEFAULT_MODELS_DIR, IMAGENET_WEIGHTS_ENV,
+                              MODELS_ENV, resolve_data_dir, resolve_imagenet_weights, resolve_models_dir)
+
+
+def test_class_names_and_order_are_fixed():
+    assert CLASS_NAMES == ("basophil", "erythroblast", "monocyte", "myeloblast", "seg_neutrophil")
+
+
+def test_data_dir_order(monkeypatch, tmp_path):
+    monkeypatch.delenv(DATA_ENV, raising=False)
+    assert resolve_data_dir() == DEFAULT_DATA_DIR
+    monkeypatch.setenv(DATA_ENV, str(tmp_path / "env"))
+    assert resolve_data_dir() == tmp_path / "env"
+    assert resolve_data_dir(tmp_path / "option") == tmp_path / "option"
+
+
+def test_models_dir_order(monkeypatch, tmp_path):
+    monkeypatch.delenv(MODELS_ENV, raising=False)
+    assert resolve_models_dir() == DEFAULT_MODELS_DIR
+    monkeypatch.setenv(MODELS_ENV, str(tmp_path))
+    assert resolve_models_dir() == tmp_path
+
+
+def test_imagenet_weights_default_to_download(monkeypatch, tmp_path):
+    monkeypatch.delenv(IMAGENET_WEIGHTS_ENV, raising=False)
+    assert resolve_imagenet_weights() == "imagenet"
+    monkeypatch.setenv(IMAGENET_WEIGHTS_ENV, str(tmp_path / "w.h5"))
+    assert resolve_imagenet_weights() == str(tmp_path / "w.h5")
+    assert resolve_imagenet_weights("local.h5") == str(Path("local.h5"))

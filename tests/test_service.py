@@ -1,0 +1,74 @@
+"""The app's per-image service: results, errors, table, CSV and differential count."""
+
+from __future__ import annotations
+
+import csv
+import io
+import threading
+
+import numpy as np
+import pytest
+
+from bloodcell.config import CLASS_NAMES
+from bloodcell.explain import GRADCAM
+from bloodcell.service import Analysis, ModelService, differential_count, results_rows, rows_to_csv
+from conftest import draw_cell, encode
+
+
+@pytest.fixture(scope="module")
+def service(tiny_models_dir):
+    return ModelService.load("cnn", tiny_models_dir)
+
+
+def test_analyse_good_and_bad_bytes(service):
+    good = service.analyse("cell.png", encode(draw_cell("monocyte", size=80)))
+    assert good.ok and good.method == GRADCAM
+    assert good.predicted_class in CLASS_NAMES and 0 <= good.confidence <= 1
+    assert good.heatmap.shape == (32, 32) and good.image_size == (80, 80)
+    bad = service.analyse("notes.jpg", b"plain text")
+    assert not bad.ok and "not a readable image" in bad.error and bad.predicted_class is None
+
+
+def test_chosen_class_is_explained(service):
+    result = service.analyse("cell.png", encode(draw_cell("basophil")), class_index=3)
+    assert result.class_index == 3
+
+
+def test_concurrent_calls_are_serialised(service):
+    data = encode(draw_cell("myeloblast", size=64))
+    expected = service.analyse("x", data).probabilities
+    outcomes: list[np.ndarray] = []
+
+    def work():
+        for _ in range(5):
+            outcomes.append(service.analyse("x", data).probabilities)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(outcomes) == 20
+    assert all(np.allclose(p, expected, atol=1e-6) for p in outcomes)
+
+
+def make(name, probabilities=None, error=None):
+    return Analysis(name, "cnn", None if probabilities is None else np.asarray(probabilities, np.float32),
+                    0, None, GRADCAM, error)
+
+
+def test_rows_csv_and_differential_count():
+    analyses = [
+        make("a.jpg", [0.9, 0.05, 0.05, 0, 0]),
+        make("b.jpg", [0.1, 0.1, 0.5, 0.2, 0.1]),  # unsure at 0.7
+        make("c.jpg", [0, 0, 0, 0.05, 0.95]),
+        make("d.jpg", error="file is empty (0 bytes)"),
+    ]
+    rows = results_rows(analyses, threshold=0.7)
+    assert [r["predicted_class"] for r in rows] == ["basophil", "monocyte", "seg_neutrophil", ""]
+    assert [r["unsure"] for r in rows] == [False, True, False, None]
+    parsed = list(csv.DictReader(io.StringIO(rows_to_csv(rows))))
+    assert parsed[3]["error"] == "file is empty (0 bytes)" and parsed[0]["basophil"] == "0.9"
+    counts = differential_count(analyses, threshold=0.7)
+    assert counts["basophil"] == 1 and counts["seg_neutrophil"] == 1
+    assert counts["unsure"] == 1 and counts["unreadable"] == 1 and counts["monocyte"] == 0
