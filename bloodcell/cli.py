@@ -155,6 +155,27 @@ def _cmd_download(args: argparse.Namespace) -> int:
     return 0
 
 
+def _import_tensorflow_quietly() -> None:
+    """Import TensorFlow with C++ start-up lines (oneDNN notices) kept off stderr.
+
+    Those lines are printed by native code before TF_CPP_MIN_LOG_LEVEL is
+    read, so only a redirect of the file descriptor silences them.
+    """
+    if "tensorflow" in sys.modules:
+        return
+    import os
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict,
             "calibrate": _cmd_calibrate, "download": _cmd_download}
 
@@ -166,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.addLevelName(logging.WARNING, "warning")
     logging.addLevelName(logging.INFO, "info")
     try:
+        if args.command != "download":
+            _import_tensorflow_quietly()
         return COMMANDS[args.command](args)
     except BloodcellError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -47,11 +47,11 @@ def load_service(name: str, folder: str):
 
 @st.cache_resource
 def load_model_files(name: str, folder: str) -> dict:
-    """card.json, history.json and metrics.json of one model (None where missing)."""
+    """card.json, history.json, metrics.json and cross_source.json of one model (None where missing)."""
     LOADS[f"{name}/files"] += 1
     base = Path(folder) / name
     files = {}
-    for key in ("card", "history", "metrics"):
+    for key in ("card", "history", "metrics", "cross_source"):
         try:
             files[key] = read_json(base / f"{key}.json")
         except BloodcellError:

@@ -22,7 +22,9 @@ st.caption("Every model trains on the same split (70% train, 15% validation, 15%
 
 def summary_row(name: str) -> dict:
     card, metrics = files[name]["card"] or {}, files[name]["metrics"] or {}
+    cross = files[name]["cross_source"] or {}
     return {"model": name, "test accuracy": metrics.get("accuracy"), "macro F1": metrics.get("macro_f1"),
+            "cross-source accuracy": cross.get("accuracy"),
             "test images": metrics.get("n"), "epochs": card.get("epochs_run"),
             "training time (min)": round(card.get("training_seconds", 0) / 60, 1),
             "parameters": card.get("parameters"),
@@ -32,6 +34,9 @@ def summary_row(name: str) -> dict:
 
 st.dataframe([summary_row(n) for n in names], hide_index=True, width="stretch",
              column_config={"test accuracy": st.column_config.NumberColumn(format="percent"),
+                            "cross-source accuracy": st.column_config.NumberColumn(
+                                format="percent", help="300 segmented neutrophils photographed in the "
+                                "other lab (evaluation only; see About)"),
                             "macro F1": st.column_config.NumberColumn(format="%.4f"),
                             "temperature": st.column_config.NumberColumn(format="%.2f")})
 

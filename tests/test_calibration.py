@@ -34,3 +34,12 @@ def test_reliability_of_perfect_predictions():
     result = reliability(probabilities, np.arange(5))
     assert result["ece"] == pytest.approx(0.0)
     assert sum(row["count"] for row in result["bins"]) == 5
+
+
+def test_perfect_validation_split_does_not_drive_temperature_to_zero():
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 5, 600)
+    logits = rng.normal(0, 1, (600, 5))
+    logits[np.arange(600), labels] += 12.0  # every prediction right and confident
+    temperature = fit_temperature(logits, labels)
+    assert 0.4 < temperature <= 1.0
