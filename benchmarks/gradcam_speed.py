@@ -16,7 +16,6 @@ import statistics
 import time
 from pathlib import Path
 
-import numpy as np
 
 from bloodcell.config import resolve_data_dir
 from bloodcell.explain import Explainer

@@ -35,7 +35,8 @@ def history_figure(history: list[dict], metric: str, best_epoch: int | None = No
                              line_width=0, annotation_text=str(phases[index]).replace("_", "-"),
                              annotation_position="bottom right")
     figure.update_yaxes(title_text=metric, secondary_y=False)
-    figure.update_yaxes(title_text="learning rate", type="log", secondary_y=True, showgrid=False)
+    figure.update_yaxes(title_text="learning rate", type="log", tickformat=".0e", secondary_y=True,
+                        showgrid=False)
     figure.update_xaxes(title_text="epoch")
     figure.update_layout(title=title, height=340, margin={"t": 40, "b": 10, "l": 10, "r": 10},
                          legend={"orientation": "h", "y": -0.25})

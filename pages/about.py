@@ -2,9 +2,9 @@
 
 import streamlit as st
 
-from pages.common import render_sidebar, load_model_files, model_names, models_dir
+from pages.common import load_model_files, model_names, models_dir, page_setup
 
-render_sidebar()
+page_setup()
 st.title("About")
 
 st.header("Limits")

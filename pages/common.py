@@ -85,6 +85,30 @@ def service_or_error(name: str):
         return None
 
 
+def _leave_legacy_multipage_mode() -> None:
+    """Make sure the page runs inside streamlit_app.py's st.navigation.
+
+    Streamlit treats a folder named pages/ next to the entry script as its
+    older multipage mode until some run calls st.navigation. A fresh server
+    whose first visitor opens a page's own address (/predict) would then run
+    that page alone: no page config, no navigation. Switching the mode off
+    and rerunning sends the run through the entry script instead.
+    """
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:  # a future Streamlit without the legacy mode
+        return
+    if getattr(PagesManager, "uses_pages_directory", False):
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+def page_setup() -> None:
+    """First call of every page: the right navigation mode, then the shared sidebar."""
+    _leave_legacy_multipage_mode()
+    render_sidebar()
+
+
 def render_sidebar() -> None:
     """Model choice and dataset status, shown on every page."""
     names = model_names()

@@ -7,7 +7,7 @@ import streamlit as st
 from bloodcell.cells import DISPLAY_NAMES
 from bloodcell.charts import counts_figure, mean_colour_figure
 from bloodcell.dataset_stats import gallery_page, image_sizes, mean_colour, thumbnail
-from pages.common import render_sidebar, data_dir, load_dataset_overview, no_dataset_panel
+from pages.common import data_dir, load_dataset_overview, no_dataset_panel, page_setup
 
 PER_PAGE = 12
 COLUMNS = 6
@@ -30,7 +30,7 @@ def cached_thumbnail(path: str):
     return thumbnail(path)
 
 
-render_sidebar()
+page_setup()
 st.title("Dataset")
 dataset = load_dataset_overview(str(data_dir()))
 if dataset is None:

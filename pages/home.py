@@ -4,9 +4,9 @@ import streamlit as st
 
 from bloodcell.cells import DESCRIPTIONS, DISPLAY_NAMES
 from bloodcell.config import CLASS_NAMES
-from pages.common import render_sidebar
+from pages.common import page_setup
 
-render_sidebar()
+page_setup()
 st.title("bloodcell")
 st.markdown(
     "Classify single **white-blood-cell** microscope images into five classes and see "

@@ -12,8 +12,8 @@ from bloodcell.errors import ImageReadError
 from bloodcell.explain import GRADCAM, METHODS, overlay
 from bloodcell.imaging import read_image
 from bloodcell.service import DEFAULT_UNSURE_THRESHOLD, differential_count, results_rows, rows_to_csv
-from pages.common import (render_sidebar, data_dir, load_dataset_overview, load_service, model_names, models_dir,
-                          selected_model, service_or_error)
+from pages.common import (data_dir, load_dataset_overview, load_service, model_names, models_dir,
+                          page_setup, selected_model, service_or_error)
 
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "bmp", "tif", "tiff"]
 PREDICTED = "the predicted class"
@@ -104,7 +104,7 @@ def show_result(image, result, options: dict) -> None:
                         width="stretch", key=f"bars_{result.model}_{result.name}_{id(result)}")
 
 
-render_sidebar()
+page_setup()
 st.title("Predict")
 st.caption("Upload single-cell images, take a photo, or pick a sample. Each image gets its class, "
            "calibrated probabilities and a heatmap of where the model looked.")

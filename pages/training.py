@@ -5,9 +5,9 @@ import streamlit as st
 from bloodcell.cells import DISPLAY_NAMES
 from bloodcell.charts import confusion_figure, history_figure, reliability_figure
 from bloodcell.config import CLASS_NAMES
-from pages.common import render_sidebar, load_model_files, model_names, models_dir
+from pages.common import load_model_files, model_names, models_dir, page_setup
 
-render_sidebar()
+page_setup()
 st.title("Training")
 names = model_names()
 if not names:

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
@@ -96,9 +95,13 @@ def test_upload_on_predict_shows_class_and_heatmap(running_app, real_data):
         browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1100})
-            page.goto(running_app, wait_until="domcontentloaded")
+            # A fresh server's first visitor follows a deep link to a page:
+            # it must still get the app's navigation, not a lone page.
+            page.goto(f"{running_app}/dataset", wait_until="domcontentloaded")
+            page.get_by_role("heading", name="Dataset").wait_for(timeout=RESULT_TIMEOUT_MS)
             page.get_by_role("link", name="Predict").first.click()
             page.get_by_role("heading", name="Predict").wait_for(timeout=RESULT_TIMEOUT_MS)
+            assert page.get_by_role("link", name="Home").count() >= 1
             page.locator('input[type="file"]').first.set_input_files(str(cell))
             verdict = page.locator('[data-testid="stAlertContentSuccess"], [data-testid="stAlertContentWarning"]')
             verdict.first.wait_for(timeout=RESULT_TIMEOUT_MS)

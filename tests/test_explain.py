@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bloodcell.explain import GRADCAM, METHODS, Explainer, colormap, overlay
+from bloodcell.explain import METHODS, Explainer, colormap, overlay
 from bloodcell.inference import Classifier
 from conftest import draw_cell
 
