@@ -4,7 +4,7 @@ Prints p50/p95 over repeated runs after warm-up for: decode + preprocess +
 predict; the compiled Grad-CAM path (prediction included); and tf-keras-vis'
 own Gradcam on the same model and image, for comparison.
 
-    python benchmarks/gradcam_speed.py [--model mobilenetv2] [--runs 50] [IMAGE]
+    python -m benchmarks.gradcam_speed [--model mobilenetv2] [--runs 50] [IMAGE]
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
                      description="Classify white-blood-cell images and evaluate the models.")
     parser.add_argument("-q", "--quiet", action="store_true", help="only print results and errors")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser,
-                                     metavar="{train,evaluate,predict,calibrate,download}")
+                                     metavar="{train,evaluate,predict,calibrate,bench,download}")
 
     train = commands.add_parser("train", help="train a model on the dataset's train split",
                                 description="Train a model; write model.keras, history.json, "
@@ -73,6 +73,16 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--model", required=True, help="model name in the models folder")
     calibrate.add_argument("--data", metavar="DIR", help="dataset folder (default: $BLOODCELL_DATA or data/blood-cells)")
     _add_models_dir(calibrate, "where models and split.json live")
+
+    bench = commands.add_parser("bench", help="measure latency, throughput, cold start and memory",
+                                description="Benchmark on this machine: single-image latency per "
+                                "method, batch throughput, the app's cold start, first prediction and "
+                                "memory under 200 predictions with heatmaps. Prints a table.")
+    bench.add_argument("--json", metavar="OUT", help="also write the figures as JSON")
+    bench.add_argument("--model", help="model for the in-process figures (default: mobilenetv2)")
+    bench.add_argument("--data", metavar="DIR", help="where to take cell images from (default: $BLOODCELL_DATA)")
+    bench.add_argument("--quick", action="store_true", help="a fast smoke run with few repetitions")
+    _add_models_dir(bench, "where models live")
 
     download = commands.add_parser("download", help="download the public Kaggle dataset",
                                    description="Download 'Blood Cell Images for Cancer Detection' "
@@ -147,6 +157,13 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from bloodcell.bench import main as bench_main
+
+    bench_main(args.json, args.model, args.models_dir, args.data, args.quick)
+    return 0
+
+
 def _cmd_download(args: argparse.Namespace) -> int:
     from bloodcell.download import download_dataset
 
@@ -177,7 +194,7 @@ def _import_tensorflow_quietly() -> None:
 
 
 COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict,
-            "calibrate": _cmd_calibrate, "download": _cmd_download}
+            "calibrate": _cmd_calibrate, "bench": _cmd_bench, "download": _cmd_download}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -151,6 +151,6 @@ def overlay(image: Image.Image, heatmap: np.ndarray, opacity: float = 0.45,
     if scale < 1.0:
         image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
                              Image.Resampling.BILINEAR)
-    heat = Image.fromarray(np.asarray(heatmap, np.float32), mode="F").resize(image.size, Image.Resampling.BILINEAR)
+    heat = Image.fromarray(np.asarray(heatmap, np.float32)).resize(image.size, Image.Resampling.BILINEAR)
     coloured = Image.fromarray(colormap(np.asarray(heat)))
     return Image.blend(image, coloured, float(np.clip(opacity, 0.0, 1.0)))

@@ -92,8 +92,9 @@ class ModelService:
         model_input = to_model_input(image, self.classifier.input_size)
         with self.lock:
             explanation = self.explainer.explain(model_input, method, class_index)
+        # float16 halves what the app's result cache holds; 0..1 needs no more.
         return Analysis(name, self.name, explanation.probabilities, explanation.class_index,
-                        explanation.heatmap, explanation.method, image_size=image.size)
+                        explanation.heatmap.astype(np.float16), explanation.method, image_size=image.size)
 
 
 def results_rows(analyses: list[Analysis], threshold: float = DEFAULT_UNSURE_THRESHOLD) -> list[dict]:

@@ -22,19 +22,20 @@ METHOD_HELP = ("Grad-CAM is fast (compiled once per model). Grad-CAM++ and Score
                "longer; SmoothGrad shows pixel-level gradients averaged over noisy copies.")
 
 
-@st.cache_data(max_entries=300, show_spinner=False)
+# Caches are shared by all sessions and bounded so memory stays flat under load.
+@st.cache_data(max_entries=120, show_spinner=False)
 def analyse(model: str, folder: str, name: str, data: bytes, method: str, class_index: int | None):
     """Prediction and heatmap for one image; cached so sliders do not recompute them."""
     return load_service(model, folder).analyse(name, data, method, class_index)
 
 
-@st.cache_data(max_entries=300, show_spinner=False)
+@st.cache_data(max_entries=40, show_spinner=False)
 def display_image(data: bytes):
     try:
         image = read_image(data)
     except ImageReadError:
         return None
-    image.thumbnail((DISPLAY_SIDE * 2, DISPLAY_SIDE * 2))
+    image.thumbnail((DISPLAY_SIDE, DISPLAY_SIDE))
     return image
 
 
@@ -91,7 +92,7 @@ def show_verdict(result, threshold: float) -> None:
         st.success(f"**{label}** — {result.confidence:.1%}", icon=":material/check_circle:")
 
 
-def show_result(image, result, options: dict) -> None:
+def show_result(image, result, options: dict, key: str) -> None:
     original, heat, verdict = st.columns([1, 1, 1.4])
     original.image(image, caption=f"{result.model}: input", width="stretch")
     explained = DISPLAY_NAMES[CLASS_NAMES[result.class_index]]
@@ -101,7 +102,7 @@ def show_result(image, result, options: dict) -> None:
         show_verdict(result, options["threshold"])
         st.plotly_chart(probability_figure(result.probabilities, int(result.probabilities.argmax()),
                                            options["threshold"]),
-                        width="stretch", key=f"bars_{result.model}_{result.name}_{id(result)}")
+                        width="stretch", key=key)
 
 
 page_setup()
@@ -126,7 +127,7 @@ if not inputs:
 
 analyses = []
 with st.spinner("Classifying…"):
-    for name, data in inputs:
+    for position, (name, data) in enumerate(inputs):
         with st.container(border=True):
             st.markdown(f"**{name}**")
             results = [analyse(m, str(models_dir()), name, data, options["method"], options["class_index"])
@@ -137,7 +138,7 @@ with st.spinner("Classifying…"):
                 continue
             image = display_image(data)
             for result in results:
-                show_result(image, result, options)
+                show_result(image, result, options, key=f"bars_{position}_{result.model}")
 
 if len(inputs) > 1:
     st.subheader(f"Summary of {len(inputs)} images")

@@ -117,3 +117,17 @@ def test_models_load_once_across_reruns_and_pages(with_data, real_data):
     assert not app.exception
     assert all(count == 1 for count in common.LOADS.values()), common.LOADS
     assert dict(common.LOADS) == loads_after_first or set(common.LOADS) >= set(loads_after_first)
+
+
+def test_damaged_model_file_is_a_clear_message(monkeypatch, tmp_path, shipped_models):
+    import shutil
+
+    copy = tmp_path / "models"
+    shutil.copytree(shipped_models / "cnn", copy / "cnn")
+    with open(copy / "cnn" / "model.keras", "r+b") as handle:
+        handle.seek(100)
+        handle.write(b"\x00" * 16)
+    monkeypatch.setenv(MODELS_ENV, str(copy))
+    app = open_page("pages/predict.py")
+    assert not app.exception
+    assert any("could not be loaded" in e.value and "sha256" in e.value for e in app.error)

@@ -1,0 +1,262 @@
+"""Benchmarks on this machine: latency, throughput, cold start and memory.
+
+`python -m bloodcell bench` prints a table and can write JSON. Two parts:
+
+- in-process: decode + preprocess + predict of one image, the same plus each
+  explanation method, and batch throughput over 200 images;
+- the running app: `streamlit run` is started as a subprocess and timed to its
+  health check; headless Chromium (when Playwright and Chromium are
+  installed) then opens Predict, uploads a cell and times the first
+  prediction from process start, turns on model comparison so every shipped
+  model is loaded, and keeps uploading new images while the server's resident
+  memory is read from /proc.
+
+Numbers only: nothing here asserts a target.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+from bloodcell.config import CLASS_NAMES, IMAGE_SUFFIXES, PROJECT_ROOT, resolve_data_dir, resolve_models_dir
+from bloodcell.explain import GRADCAM, GRADCAM_PLUS_PLUS, METHODS, SCORECAM, SMOOTHGRAD
+from bloodcell.imaging import load_model_input, to_model_input, read_image
+from bloodcell.inference import available_models
+from bloodcell.service import ModelService
+
+METHOD_KEYS = {GRADCAM: "gradcam", GRADCAM_PLUS_PLUS: "gradcam_plus_plus", SCORECAM: "scorecam",
+               SMOOTHGRAD: "smoothgrad"}
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def _ms(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    return (round(statistics.median(ordered) * 1000, 2),
+            round(ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))] * 1000, 2))
+
+
+def _timed(function, runs: int, warmup: int = 3) -> list[float]:
+    for _ in range(warmup):
+        function()
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        function()
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
+def benchmark_images(data_dir: Path | None, count: int) -> list[Path]:
+    """`count` distinct cell images, spread over the classes; drawn ones if no dataset."""
+    paths: list[Path] = []
+    if data_dir and Path(data_dir).is_dir():
+        per_class = [sorted(p for p in (Path(data_dir) / c).glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+                     for c in CLASS_NAMES if (Path(data_dir) / c).is_dir()]
+        for index in range(max((len(files) for files in per_class), default=0)):
+            paths += [files[index] for files in per_class if index < len(files)]
+            if len(paths) >= count:
+                return paths[:count]
+    folder = Path(tempfile.mkdtemp(prefix="bloodcell-bench-"))
+    rng = np.random.default_rng(0)
+    from PIL import Image, ImageDraw
+
+    while len(paths) < count:
+        image = Image.new("RGB", (360, 360), tuple(int(v) for v in rng.integers(180, 250, 3)))
+        centre, radius = rng.uniform(140, 220, 2), rng.uniform(60, 100)
+        ImageDraw.Draw(image).ellipse([*(centre - radius), *(centre + radius)],
+                                      fill=tuple(int(v) for v in rng.integers(60, 160, 3)))
+        path = folder / f"drawn_{len(paths):04d}.png"
+        image.save(path)
+        paths.append(path)
+    return paths
+
+
+def in_process(model: str, models_dir: Path, images: list[Path], runs: int, batch_size: int) -> dict:
+    service = ModelService.load(model, models_dir)
+    classifier, explainer = service.classifier, service.explainer
+    size = classifier.input_size
+    data = [p.read_bytes() for p in images]
+    cycle = {"i": 0}
+
+    def next_bytes() -> bytes:
+        cycle["i"] = (cycle["i"] + 1) % len(data)
+        return data[cycle["i"]]
+
+    results: dict = {"model": model, "input_size": size}
+    p50, p95 = _ms(_timed(lambda: classifier.predict_proba(load_model_input(next_bytes(), size)[None]), runs))
+    results.update(predict_p50_ms=p50, predict_p95_ms=p95)
+    p50, p95 = _ms(_timed(lambda: explainer.gradcam(load_model_input(next_bytes(), size)), runs))
+    results.update(predict_gradcam_p50_ms=p50, predict_gradcam_p95_ms=p95)
+    for method in METHODS:
+        slow = method in (SCORECAM, SMOOTHGRAD, GRADCAM_PLUS_PLUS)
+        samples = _timed(lambda: explainer.explain(to_model_input(read_image(next_bytes()), size), method),
+                         max(3, runs // 5) if slow else runs, warmup=2)
+        results[f"{METHOD_KEYS[method]}_p50_ms"] = _ms(samples)[0]
+    batch = [data[i % len(data)] for i in range(batch_size)]
+    start = time.perf_counter()
+    predictions = classifier.predict_sources(batch)
+    elapsed = time.perf_counter() - start
+    results["batch_images"] = len(predictions)
+    results["batch_images_per_s"] = round(len(predictions) / elapsed, 1)
+    results["model_file_sizes_mb"] = {
+        name: round((models_dir / name / "model.keras").stat().st_size / 2**20, 2)
+        for name in available_models(models_dir)
+    }
+    return results
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _memory_mb(pid: int) -> tuple[float, float]:
+    """(current, peak) resident memory of a process, from /proc (Linux)."""
+    values = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            values[key] = int(rest.split()[0]) / 1024
+    return round(values.get("VmRSS", 0.0), 1), round(values.get("VmHWM", 0.0), 1)
+
+
+def _chromium() -> str | None:
+    try:
+        import playwright  # noqa: F401
+    except ImportError:
+        return None
+    return next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
+
+
+def start_app(models_dir: Path, data_dir: Path | None, port: int, log_path: Path) -> subprocess.Popen:
+    env = {**os.environ, "BLOODCELL_MODELS": str(models_dir)}
+    if data_dir:
+        env["BLOODCELL_DATA"] = str(data_dir)
+    return subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "streamlit_app.py"), "--server.port",
+         str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
+         "--browser.gatherUsageStats", "false"],
+        cwd=PROJECT_ROOT, env=env, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT,
+    )
+
+
+def wait_healthy(url: str, process: subprocess.Popen, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"streamlit exited with code {process.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError("the app did not become healthy")
+
+
+def upload_and_wait(page, path: Path, expected_verdicts: int, timeout_ms: int = 120_000) -> None:
+    """Upload one file on Predict and wait until its result header and verdicts are drawn."""
+    page.locator('input[type="file"]').first.set_input_files(str(path))
+    page.locator("strong", has_text=path.name).first.wait_for(timeout=timeout_ms)
+    page.wait_for_function(
+        """([name, n]) => {
+            const spinner = [...document.querySelectorAll('[data-testid=stSpinner]')].length;
+            const verdicts = document.querySelectorAll(
+                '[data-testid=stAlertContentSuccess], [data-testid=stAlertContentWarning]').length;
+            return spinner === 0 && verdicts >= n;
+        }""", arg=[path.name, expected_verdicts], timeout=timeout_ms)
+
+
+def running_app(models_dir: Path, data_dir: Path | None, images: list[Path], predictions: int) -> dict:
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = Path(tempfile.mkdtemp(prefix="bloodcell-bench-")) / "streamlit.log"
+    started = time.perf_counter()
+    process = start_app(models_dir, data_dir, port, log)
+    results: dict = {}
+    try:
+        wait_healthy(url, process)
+        results["cold_start_healthy_s"] = round(time.perf_counter() - started, 2)
+        results["idle_rss_mb"] = _memory_mb(process.pid)[0]
+        chromium = _chromium()
+        if chromium is None:
+            results["first_prediction_s"] = None
+            results["note"] = "Playwright or Chromium missing: no browser-driven figures"
+            return results
+        from playwright.sync_api import sync_playwright
+
+        models = available_models(models_dir)
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
+            page = browser.new_page(viewport={"width": 1300, "height": 1000})
+            page.goto(f"{url}/predict", wait_until="domcontentloaded")
+            upload_and_wait(page, images[0], 1)
+            results["first_prediction_s"] = round(time.perf_counter() - started, 2)
+            if len(models) > 1:
+                page.get_by_text("Compare with").first.click()
+                upload_and_wait(page, images[1 % len(images)], len(models))
+            marks = {}
+            for index in range(1, predictions + 1):
+                upload_and_wait(page, images[(index + 1) % len(images)], len(models))
+                if index in (predictions // 2, predictions):
+                    marks[index] = _memory_mb(process.pid)[0]
+            browser.close()
+        current, peak = _memory_mb(process.pid)
+        results.update(
+            app_predictions=predictions, models_loaded=len(models),
+            rss_after_half_mb=marks.get(predictions // 2), rss_after_all_mb=marks.get(predictions),
+            rss_growth_second_half_mb=round(marks.get(predictions, 0) - marks.get(predictions // 2, 0), 1),
+            peak_rss_mb=peak,
+        )
+        return results
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def run_benchmarks(model: str | None = None, models_dir: Path | None = None, data_dir: Path | None = None,
+                   quick: bool = False) -> dict:
+    models_dir = resolve_models_dir(models_dir)
+    data_dir = resolve_data_dir(data_dir)
+    names = available_models(models_dir)
+    model = model or ("mobilenetv2" if "mobilenetv2" in names else (names[0] if names else "mobilenetv2"))
+    runs, batch, predictions = (10, 32, 4) if quick else (100, 200, 200)
+    images = benchmark_images(data_dir if data_dir.is_dir() else None, max(batch, predictions + 2))
+    results = {
+        "machine": {"cpu_count": os.cpu_count(), "platform": sys.platform, "python": sys.version.split()[0]},
+        "quick": quick,
+        **in_process(model, models_dir, images, runs, batch),
+        **running_app(models_dir, data_dir if data_dir.is_dir() else None, images, predictions),
+    }
+    return results
+
+
+def format_table(results: dict) -> str:
+    rows = [(key, value) for key, value in results.items() if not isinstance(value, dict)]
+    width = max(len(key) for key, _ in rows)
+    return "\n".join(f"{key.ljust(width)}  {value}" for key, value in rows)
+
+
+def main(json_out: str | None, model: str | None, models_dir, data_dir, quick: bool) -> dict:
+    results = run_benchmarks(model, models_dir, data_dir, quick)
+    print(format_table(results))
+    if json_out:
+        Path(json_out).write_text(json.dumps(results, indent=1) + "\n")
+    return results

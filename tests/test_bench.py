@@ -1,0 +1,37 @@
+"""A fast smoke run of the benchmark code (figures are printed, never asserted)."""
+
+from __future__ import annotations
+
+import json
+
+from bloodcell.bench import benchmark_images, format_table, run_benchmarks
+from bloodcell.cli import main
+
+REQUIRED = ["predict_p50_ms", "predict_p95_ms", "predict_gradcam_p50_ms", "batch_images_per_s",
+            "cold_start_healthy_s", "first_prediction_s", "peak_rss_mb", "gradcam_p50_ms",
+            "gradcam_plus_plus_p50_ms", "scorecam_p50_ms", "smoothgrad_p50_ms"]
+
+
+def test_drawn_images_when_no_dataset():
+    images = benchmark_images(None, 3)
+    assert len(images) == 3 and all(p.is_file() for p in images)
+
+
+def test_quick_bench_reports_every_figure(tiny_models_dir, tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--quick", "--model", "cnn", "--models-dir", str(tiny_models_dir),
+                 "--data", str(tmp_path / "no-data"), "--json", str(out)]) == 0
+    results = json.loads(out.read_text())
+    from test_browser import find_chromium  # skips locally, fails in CI, without Chromium
+
+    find_chromium()
+    for key in REQUIRED:
+        assert results[key] is not None and results[key] > 0, key
+    assert results["rss_growth_second_half_mb"] is not None
+    printed = capsys.readouterr().out
+    assert "predict_p50_ms" in printed and "peak_rss_mb" in printed
+
+
+def test_table_lists_scalars_only():
+    table = format_table({"a": 1, "nested": {"x": 1}, "b": "two"})
+    assert "a" in table and "two" in table and "nested" not in table
