@@ -60,7 +60,8 @@ def main() -> None:
     model_input = load_model_input(data, size)[None]
 
     def tf_keras_vis_gradcam():
-        return reference(CategoricalScore([0]), model_input, penultimate_layer=explainer.layer_name)
+        return reference(CategoricalScore([0]), model_input, penultimate_layer=explainer.layer_name,
+                         seek_penultimate_conv_layer=False)
 
     for function in (predict, predict_and_gradcam, tf_keras_vis_gradcam):
         for _ in range(3):

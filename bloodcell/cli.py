@@ -197,12 +197,28 @@ COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_pred
             "calibrate": _cmd_calibrate, "bench": _cmd_bench, "download": _cmd_download}
 
 
+class _LowerCaseLevel(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{record.levelname.lower()}: {record.getMessage()}"
+
+
+def _configure_logging(quiet: bool) -> None:
+    """Warnings (and progress unless --quiet) go to stderr as 'warning: ...' lines."""
+    logger = logging.getLogger("bloodcell")
+    handler = next((h for h in logger.handlers if getattr(h, "_bloodcell_cli", False)), None)
+    if handler is None:
+        handler = logging.StreamHandler()
+        handler._bloodcell_cli = True  # type: ignore[attr-defined]
+        handler.setFormatter(_LowerCaseLevel())
+        logger.addHandler(handler)
+    handler.stream = sys.stderr  # the current stderr, also when a caller swapped it
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    logger.propagate = False
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="%(levelname)s: %(message)s", stream=sys.stderr)
-    logging.addLevelName(logging.WARNING, "warning")
-    logging.addLevelName(logging.INFO, "info")
+    _configure_logging(args.quiet)
     try:
         if args.command != "download":
             _import_tensorflow_quietly()

@@ -72,7 +72,6 @@ class Explainer:
             gradients = tape.gradient(score, features)
             weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)
             cam = tf.nn.relu(tf.reduce_sum(features * weights, axis=-1))
-            cam = tf.image.resize(cam[..., None], (size, size), method="bilinear")[..., 0]
             return logits, cam, chosen
 
         self._gradcam = gradcam
@@ -83,7 +82,8 @@ class Explainer:
         batch = np.asarray(model_input, np.float32)[None]
         logits, cam, chosen = self._gradcam(batch, np.int32(-1 if class_index is None else class_index))
         probabilities = softmax(logits.numpy(), self.classifier.temperature)[0]
-        return Explanation(probabilities, int(chosen), _normalise(cam.numpy())[0], GRADCAM)
+        heatmap = upsample(cam.numpy()[0], self.classifier.input_size)
+        return Explanation(probabilities, int(chosen), _normalise(heatmap), GRADCAM)
 
     def explain(self, model_input: np.ndarray, method: str = GRADCAM,
                 class_index: int | None = None) -> Explanation:
@@ -103,9 +103,13 @@ class Explainer:
             heatmap = visualiser(score, batch, smooth_samples=SMOOTHGRAD_SAMPLES,
                                  smooth_noise=SMOOTHGRAD_NOISE)
         elif method == SCORECAM:
-            heatmap = visualiser(score, batch, penultimate_layer=self.layer_name, max_N=SCORECAM_MAX_N)
+            heatmap = visualiser(score, batch, penultimate_layer=self.layer_name, max_N=SCORECAM_MAX_N,
+                                 seek_penultimate_conv_layer=False)
         else:
-            heatmap = visualiser(score, batch, penultimate_layer=self.layer_name)
+            # The named layer itself, not tf-keras-vis' nearest Conv2D before it:
+            # all CAM methods then explain the same feature maps as Grad-CAM.
+            heatmap = visualiser(score, batch, penultimate_layer=self.layer_name,
+                                 seek_penultimate_conv_layer=False)
         return Explanation(probabilities, chosen, _normalise(np.asarray(heatmap, np.float32))[0], method)
 
     def _visualiser(self, method: str):
@@ -121,6 +125,30 @@ class Explainer:
             self._visualisers[method] = kind(self.classifier.model, model_modifier=ReplaceToLinear(),
                                              clone=True)
         return self._visualisers[method]
+
+
+def _linear_weights(size_in: int, size_out: int) -> np.ndarray:
+    """(size_out, size_in) weights of linear interpolation with aligned corners."""
+    if size_in == 1:
+        return np.ones((size_out, 1), np.float32)
+    position = np.linspace(0.0, size_in - 1, size_out)
+    low = np.clip(np.floor(position).astype(int), 0, size_in - 2)
+    fraction = position - low
+    weights = np.zeros((size_out, size_in), np.float32)
+    weights[np.arange(size_out), low] = 1.0 - fraction
+    weights[np.arange(size_out), low + 1] += fraction
+    return weights
+
+
+def upsample(cam: np.ndarray, size: int) -> np.ndarray:
+    """Bilinear upsampling of a (h, w) map to (size, size), first and last samples on the corners.
+
+    The same geometry as scipy.ndimage.zoom(order=1), which tf-keras-vis uses,
+    so both Grad-CAM paths draw the same map.
+    """
+    rows = _linear_weights(cam.shape[0], size)
+    columns = _linear_weights(cam.shape[1], size)
+    return rows @ cam.astype(np.float32) @ columns.T
 
 
 def _last_conv_layer(model) -> str:

@@ -152,10 +152,10 @@ def train(
     size = image_size or spec.input_size
     data_dir, models_dir = Path(data_dir), Path(models_dir)
 
-    manifest = load_or_create_manifest(data_dir, models_dir)
     weights = resolve_imagenet_weights(base_weights) if name == "mobilenetv2" else None
     if weights and weights != "imagenet" and not Path(weights).is_file():
         raise BloodcellError(f"ImageNet weights file not found: {weights}")
+    manifest = load_or_create_manifest(data_dir, models_dir)
     keras.utils.set_random_seed(seed)
     model = build_model(name, size, base_weights=weights)
 

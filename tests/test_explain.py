@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bloodcell.config import CLASS_NAMES
 from bloodcell.explain import METHODS, Explainer, colormap, overlay
 from bloodcell.inference import Classifier
 from conftest import draw_cell
@@ -16,21 +17,23 @@ def explainer(request, shipped_models):
     return Explainer(Classifier.load(request.param, shipped_models))
 
 
-def real_or_drawn_input(classifier, real_data_dir):
-    path = sorted((real_data_dir / "monocyte").iterdir())[0]
+def real_input(classifier, real_data_dir, label: str = "monocyte"):
+    path = sorted((real_data_dir / label).iterdir())[0]
     return classifier.prepare(path)
 
 
-def test_compiled_gradcam_matches_tf_keras_vis(explainer, real_data):
+@pytest.mark.parametrize("label", CLASS_NAMES)
+def test_compiled_gradcam_matches_tf_keras_vis(explainer, real_data, label):
     from tf_keras_vis.gradcam import Gradcam
     from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
     from tf_keras_vis.utils.scores import CategoricalScore
 
     classifier = explainer.classifier
-    model_input = real_or_drawn_input(classifier, real_data)
+    model_input = real_input(classifier, real_data, label)
     ours = explainer.gradcam(model_input)
     reference = Gradcam(classifier.model, model_modifier=ReplaceToLinear(), clone=True)(
-        CategoricalScore([ours.class_index]), model_input[None], penultimate_layer=explainer.layer_name
+        CategoricalScore([ours.class_index]), model_input[None], penultimate_layer=explainer.layer_name,
+        seek_penultimate_conv_layer=False,
     )[0]
     assert ours.heatmap.shape == reference.shape
     correlation = np.corrcoef(ours.heatmap.ravel(), reference.ravel())[0, 1]
@@ -39,7 +42,7 @@ def test_compiled_gradcam_matches_tf_keras_vis(explainer, real_data):
 
 
 def test_explain_chosen_class_differs_from_predicted(explainer, real_data):
-    model_input = real_or_drawn_input(explainer.classifier, real_data)
+    model_input = real_input(explainer.classifier, real_data)
     predicted = explainer.gradcam(model_input)
     other = (predicted.class_index + 1) % 5
     chosen = explainer.gradcam(model_input, other)
@@ -81,3 +84,12 @@ def test_overlay_keeps_aspect_and_blends():
     assert tuple(pixels[100, 10]) == tuple(colormap(np.array(0.0)))  # cold side: blue
     assert tuple(pixels[100, 290]) == tuple(colormap(np.array(1.0)))  # hot side: red
     assert np.array_equal(np.asarray(overlay(image, heatmap, opacity=0.0)), np.asarray(image))
+
+
+def test_upsample_matches_scipy_zoom():
+    from scipy.ndimage import zoom
+
+    from bloodcell.explain import upsample
+
+    cam = np.random.default_rng(0).random((7, 7)).astype(np.float32)
+    assert np.allclose(upsample(cam, 224), zoom(cam, 32, order=1), atol=1e-5)
