@@ -18,7 +18,7 @@ import statistics
 import time
 from pathlib import Path
 
-from bloodcell.bench import CHROMIUM_FLAGS, _chromium, _free_port, _memory_mb, benchmark_images, start_app, wait_healthy
+from bloodcell.bench import CHROMIUM_FLAGS, DELETE_UPLOAD, _chromium, _free_port, _memory_mb, benchmark_images, start_app, wait_healthy
 from bloodcell.cells import DISPLAY_NAMES
 from bloodcell.config import resolve_data_dir, resolve_models_dir
 from bloodcell.inference import Classifier
@@ -37,6 +37,9 @@ async def session(browser, url: str, images: list[Path], expected: dict[str, str
         while time.monotonic() < until:
             image = images[turn % len(images)]
             turn += 1
+            while await page.locator(DELETE_UPLOAD).count():  # one image at a time, as a user would
+                await page.locator(DELETE_UPLOAD).first.click()
+                await page.wait_for_timeout(50)
             start = time.perf_counter()
             await page.locator('input[type="file"]').first.set_input_files(str(image))
             await page.locator("strong", has_text=image.name).first.wait_for(timeout=120_000)

@@ -168,20 +168,40 @@ def wait_healthy(url: str, process: subprocess.Popen, timeout_s: float = 120) ->
     raise TimeoutError("the app did not become healthy")
 
 
-def upload_and_wait(page, path: Path, expected_verdicts: int, timeout_ms: int = 120_000) -> None:
-    """Upload one file on Predict and wait until its result header and verdicts are drawn."""
+DELETE_UPLOAD = "[data-testid=stFileUploaderDeleteBtn] button"
+
+
+def wait_settled(page, expected_verdicts: int, timeout_ms: int = 120_000) -> None:
+    """Wait until no spinner is shown and at least `expected_verdicts` verdicts are drawn."""
+    page.wait_for_function(
+        """n => !document.querySelector('[data-testid=stSpinner]') && document.querySelectorAll(
+            '[data-testid=stAlertContentSuccess], [data-testid=stAlertContentWarning]').length >= n""",
+        arg=expected_verdicts, timeout=timeout_ms)
+
+
+def upload_and_wait(page, path: Path, expected_verdicts: int, replace: bool = True,
+                    timeout_ms: int = 120_000) -> None:
+    """Upload one file on Predict and wait until its result is drawn.
+
+    The uploader takes many files and adds each new one to the list; with
+    `replace` the previous files are removed first (one image per step, as a
+    user would), each removal waited for.
+    """
+    if replace:
+        while page.locator(DELETE_UPLOAD).count():
+            before = page.locator(DELETE_UPLOAD).count()
+            page.locator(DELETE_UPLOAD).first.click()
+            page.wait_for_function(f"() => document.querySelectorAll('{DELETE_UPLOAD}').length < {before}",
+                                   timeout=timeout_ms)
+            page.wait_for_function("() => !document.querySelector('[data-testid=stSpinner]')",
+                                   timeout=timeout_ms)
     page.locator('input[type="file"]').first.set_input_files(str(path))
     page.locator("strong", has_text=path.name).first.wait_for(timeout=timeout_ms)
-    page.wait_for_function(
-        """([name, n]) => {
-            const spinner = [...document.querySelectorAll('[data-testid=stSpinner]')].length;
-            const verdicts = document.querySelectorAll(
-                '[data-testid=stAlertContentSuccess], [data-testid=stAlertContentWarning]').length;
-            return spinner === 0 && verdicts >= n;
-        }""", arg=[path.name, expected_verdicts], timeout=timeout_ms)
+    wait_settled(page, expected_verdicts, timeout_ms)
 
 
-def running_app(models_dir: Path, data_dir: Path | None, images: list[Path], predictions: int) -> dict:
+def running_app(models_dir: Path, data_dir: Path | None, images: list[Path], predictions: int,
+                quick: bool = False) -> dict:
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     log = Path(tempfile.mkdtemp(prefix="bloodcell-bench-")) / "streamlit.log"
@@ -204,14 +224,14 @@ def running_app(models_dir: Path, data_dir: Path | None, images: list[Path], pre
             browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
             page = browser.new_page(viewport={"width": 1300, "height": 1000})
             page.goto(f"{url}/predict", wait_until="domcontentloaded")
-            upload_and_wait(page, images[0], 1)
+            upload_and_wait(page, images[0], 1, replace=False)
             results["first_prediction_s"] = round(time.perf_counter() - started, 2)
             if len(models) > 1:
                 page.get_by_text("Compare with").first.click()
-                upload_and_wait(page, images[1 % len(images)], len(models))
+                wait_settled(page, len(models))
             marks = {}
             for index in range(1, predictions + 1):
-                upload_and_wait(page, images[(index + 1) % len(images)], len(models))
+                upload_and_wait(page, images[(index + 1) % len(images)], len(models), replace=not quick)
                 if index in (predictions // 2, predictions):
                     marks[index] = _memory_mb(process.pid)[0]
             browser.close()
@@ -243,7 +263,7 @@ def run_benchmarks(model: str | None = None, models_dir: Path | None = None, dat
         "machine": {"cpu_count": os.cpu_count(), "platform": sys.platform, "python": sys.version.split()[0]},
         "quick": quick,
         **in_process(model, models_dir, images, runs, batch),
-        **running_app(models_dir, data_dir if data_dir.is_dir() else None, images, predictions),
+        **running_app(models_dir, data_dir if data_dir.is_dir() else None, images, predictions, quick),
     }
     return results
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +12,6 @@ from bloodcell.data import check_data_dir, list_images
 from bloodcell.errors import BloodcellError
 from bloodcell.inference import Classifier
 from bloodcell.metrics import classification_metrics
-
-import logging
 
 log = logging.getLogger("bloodcell")
 

@@ -10,6 +10,7 @@ come from tf-keras-vis as they are; their objects are built once and reused.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +29,10 @@ METHODS: tuple[str, ...] = (GRADCAM, GRADCAM_PLUS_PLUS, SCORECAM, SMOOTHGRAD)
 SCORECAM_MAX_N = 32
 SMOOTHGRAD_SAMPLES = 20
 SMOOTHGRAD_NOISE = 0.2
+
+# tf-keras-vis calls models with a one-element list; Keras 3 warns about that
+# on every call. A process-wide filter (catch_warnings is not thread-safe).
+warnings.filterwarnings("ignore", message="The structure of `inputs`", category=UserWarning)
 
 
 @dataclass
@@ -99,18 +104,18 @@ class Explainer:
         chosen = int(np.argmax(probabilities)) if class_index is None else int(class_index)
         visualiser = self._visualiser(method)
         score = CategoricalScore([chosen])
-        if method == SMOOTHGRAD:
-            heatmap = visualiser(score, batch, smooth_samples=SMOOTHGRAD_SAMPLES,
-                                 smooth_noise=SMOOTHGRAD_NOISE)
-        elif method == SCORECAM:
-            heatmap = visualiser(score, batch, penultimate_layer=self.layer_name, max_N=SCORECAM_MAX_N,
-                                 seek_penultimate_conv_layer=False)
-        else:
-            # The named layer itself, not tf-keras-vis' nearest Conv2D before it:
-            # all CAM methods then explain the same feature maps as Grad-CAM.
-            heatmap = visualiser(score, batch, penultimate_layer=self.layer_name,
-                                 seek_penultimate_conv_layer=False)
+        heatmap = self._run(visualiser, method, score, batch)
         return Explanation(probabilities, chosen, _normalise(np.asarray(heatmap, np.float32))[0], method)
+
+    def _run(self, visualiser, method: str, score, batch: np.ndarray):
+        if method == SMOOTHGRAD:
+            return visualiser(score, batch, smooth_samples=SMOOTHGRAD_SAMPLES, smooth_noise=SMOOTHGRAD_NOISE)
+        if method == SCORECAM:
+            return visualiser(score, batch, penultimate_layer=self.layer_name, max_N=SCORECAM_MAX_N,
+                              seek_penultimate_conv_layer=False)
+        # The named layer itself, not tf-keras-vis' nearest Conv2D before it:
+        # all CAM methods then explain the same feature maps as Grad-CAM.
+        return visualiser(score, batch, penultimate_layer=self.layer_name, seek_penultimate_conv_layer=False)
 
     def _visualiser(self, method: str):
         if method not in self._visualisers:

@@ -7,7 +7,6 @@ real loads, so a test can check that reruns load nothing again.
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from pathlib import Path
 
@@ -147,6 +146,3 @@ def inject_styles() -> None:
     if css:
         st.html(f"<style>{css}</style>")
 
-
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "").lower() in ("1", "true", "yes")

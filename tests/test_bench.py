@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from bloodcell.bench import benchmark_images, format_table, run_benchmarks
+from bloodcell.bench import benchmark_images, format_table
 from bloodcell.cli import main
 
 REQUIRED = ["predict_p50_ms", "predict_p95_ms", "predict_gradcam_p50_ms", "batch_images_per_s",
