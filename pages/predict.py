@@ -105,6 +105,21 @@ def show_result(image, result, options: dict, key: str) -> None:
                         width="stretch", key=key)
 
 
+def show_comparison(image, results, options: dict, key: str) -> None:
+    """The input, then one column per model: heatmap, verdict and probabilities."""
+    columns = st.columns([1] + [1.2] * len(results))
+    columns[0].image(image, caption="input", width="stretch")
+    for column, result in zip(columns[1:], results):
+        with column:
+            explained = DISPLAY_NAMES[CLASS_NAMES[result.class_index]]
+            st.image(overlay(image, result.heatmap, options["opacity"], DISPLAY_SIDE),
+                     caption=f"{result.model}: {result.method} for {explained}", width="stretch")
+            show_verdict(result, options["threshold"])
+            st.plotly_chart(probability_figure(result.probabilities, int(result.probabilities.argmax()),
+                                               options["threshold"]), width="stretch",
+                            key=f"{key}_{result.model}")
+
+
 page_setup()
 st.title("Predict")
 st.caption("Upload single-cell images, take a photo, or pick a sample. Each image gets its class, "
@@ -137,8 +152,10 @@ with st.spinner("Classifying…"):
                 st.error(f"Could not use **{name}**: {results[0].error}.", icon=":material/broken_image:")
                 continue
             image = display_image(data)
-            for result in results:
-                show_result(image, result, options, key=f"bars_{position}_{result.model}")
+            if len(results) == 1:
+                show_result(image, results[0], options, key=f"bars_{position}")
+            else:
+                show_comparison(image, results, options, key=f"bars_{position}")
 
 if len(inputs) > 1:
     st.subheader(f"Summary of {len(inputs)} images")
