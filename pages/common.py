@@ -58,6 +58,18 @@ def load_model_files(name: str, folder: str) -> dict:
     return files
 
 
+@st.cache_resource
+def load_split_sizes(folder: str) -> dict | None:
+    """Images per split from models/split.json, or None when there is none."""
+    from bloodcell.data import load_manifest, manifest_path
+
+    LOADS["split.json"] += 1
+    try:
+        return load_manifest(manifest_path(Path(folder))).sizes()
+    except BloodcellError:
+        return None
+
+
 @st.cache_resource(show_spinner="Reading the dataset folder…", ttl=600)
 def load_dataset_overview(folder: str) -> DatasetOverview | None:
     return overview(Path(folder))

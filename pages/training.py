@@ -5,7 +5,7 @@ import streamlit as st
 from bloodcell.cells import DISPLAY_NAMES
 from bloodcell.charts import confusion_figure, history_figure, reliability_figure
 from bloodcell.config import CLASS_NAMES
-from pages.common import load_model_files, model_names, models_dir, page_setup
+from pages.common import load_model_files, load_split_sizes, model_names, models_dir, page_setup
 
 page_setup()
 st.title("Training")
@@ -15,9 +15,12 @@ if not names:
     st.stop()
 
 files = {name: load_model_files(name, str(models_dir())) for name in names}
-st.caption("Every model trains on the same split (70% train, 15% validation, 15% test; "
-           "duplicates kept together). Epochs, learning rate and calibration are chosen on the "
-           "validation split; the test split is only used for the numbers below.")
+sizes = load_split_sizes(str(models_dir()))
+split_text = (f"{sizes['train']:,} train, {sizes['val']:,} validation, {sizes['test']:,} test images"
+              if sizes else "70% train, 15% validation, 15% test")
+st.caption(f"Every model trains on the same split ({split_text}; duplicates kept together). Epochs, "
+           "learning rate and calibration are chosen on the validation split; the test split is only "
+           "used for the numbers below.")
 
 
 def summary_row(name: str) -> dict:
