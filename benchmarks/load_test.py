@@ -18,7 +18,8 @@ import statistics
 import time
 from pathlib import Path
 
-from bloodcell.bench import CHROMIUM_FLAGS, DELETE_UPLOAD, _chromium, _free_port, _memory_mb, benchmark_images, start_app, wait_healthy
+from bloodcell.bench import (CHROMIUM_FLAGS, DELETE_UPLOAD, _memory_mb, benchmark_images, find_chromium_binary,
+                             free_port, start_app, wait_healthy)
 from bloodcell.cells import DISPLAY_NAMES
 from bloodcell.config import resolve_data_dir, resolve_models_dir
 from bloodcell.inference import Classifier
@@ -65,13 +66,13 @@ async def session(browser, url: str, images: list[Path], expected: dict[str, str
 async def run(sessions: int, duration: float, models_dir: Path, data_dir: Path) -> dict:
     from playwright.async_api import async_playwright
 
-    chromium = _chromium()
+    chromium = find_chromium_binary()
     if chromium is None:
         raise SystemExit("Playwright and Chromium are needed for the load test")
     images = benchmark_images(data_dir if data_dir.is_dir() else None, sessions * 2)
     classifier = Classifier.load("mobilenetv2", models_dir)
     expected = {p.name: r.predicted_class for p, r in zip(images, classifier.predict_sources(images))}
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     process = start_app(models_dir, data_dir if data_dir.is_dir() else None, port, Path("/tmp/bloodcell-load.log"))
     try:

@@ -118,7 +118,7 @@ def in_process(model: str, models_dir: Path, images: list[Path], runs: int, batc
     return results
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -134,7 +134,7 @@ def _memory_mb(pid: int) -> tuple[float, float]:
     return round(values.get("VmRSS", 0.0), 1), round(values.get("VmHWM", 0.0), 1)
 
 
-def _chromium() -> str | None:
+def find_chromium_binary() -> str | None:
     try:
         import playwright  # noqa: F401
     except ImportError:
@@ -143,6 +143,7 @@ def _chromium() -> str | None:
 
 
 def start_app(models_dir: Path, data_dir: Path | None, port: int, log_path: Path) -> subprocess.Popen:
+    """`streamlit run` on 127.0.0.1:`port`, with the given models and dataset."""
     env = {**os.environ, "BLOODCELL_MODELS": str(models_dir)}
     if data_dir:
         env["BLOODCELL_DATA"] = str(data_dir)
@@ -202,7 +203,7 @@ def upload_and_wait(page, path: Path, expected_verdicts: int, replace: bool = Tr
 
 def running_app(models_dir: Path, data_dir: Path | None, images: list[Path], predictions: int,
                 quick: bool = False) -> dict:
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = Path(tempfile.mkdtemp(prefix="bloodcell-bench-")) / "streamlit.log"
     started = time.perf_counter()
@@ -212,7 +213,7 @@ def running_app(models_dir: Path, data_dir: Path | None, images: list[Path], pre
         wait_healthy(url, process)
         results["cold_start_healthy_s"] = round(time.perf_counter() - started, 2)
         results["idle_rss_mb"] = _memory_mb(process.pid)[0]
-        chromium = _chromium()
+        chromium = find_chromium_binary()
         if chromium is None:
             results["first_prediction_s"] = None
             results["note"] = "Playwright or Chromium missing: no browser-driven figures"

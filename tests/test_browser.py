@@ -7,74 +7,38 @@ is found; under CI=true it fails instead.
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
 import subprocess
-import sys
-import time
-import urllib.request
 
 import pytest
 
+from bloodcell.bench import CHROMIUM_FLAGS, find_chromium_binary, free_port, start_app, wait_healthy
 from bloodcell.cells import DISPLAY_NAMES
-from bloodcell.config import DATA_ENV, MODELS_ENV, PROJECT_ROOT
+from bloodcell.config import PROJECT_ROOT
 from conftest import IN_CI
 
 pytestmark = pytest.mark.browser
 
 OUTPUT_DIR = PROJECT_ROOT / "test-output"
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-                  "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync"]
 START_TIMEOUT_S = 90
 RESULT_TIMEOUT_MS = 120_000
 
 
 def find_chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        found = shutil.which(name)
-        if found:
-            return found
+    found = find_chromium_binary()
+    if found:
+        return found
     if IN_CI:
-        pytest.fail("Chromium not found; .ci/run installs Debian's chromium package")
-    pytest.skip("Chromium not found (apt-get install chromium)")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_healthy(url: str, process: subprocess.Popen) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"streamlit exited with code {process.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise TimeoutError(f"the app did not answer its health check within {START_TIMEOUT_S} s")
+        pytest.fail("Chromium (or Playwright) not found; .ci/run installs Debian's chromium package")
+    pytest.skip("Chromium or Playwright not found (apt-get install chromium)")
 
 
 @pytest.fixture()
 def running_app(real_data, shipped_models, tmp_path):
     port = free_port()
-    env = {**os.environ, DATA_ENV: str(real_data), MODELS_ENV: str(shipped_models)}
-    log = open(tmp_path / "streamlit.log", "wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "streamlit_app.py"),
-         "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
-         "--browser.gatherUsageStats", "false"],
-        cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
+    process = start_app(shipped_models, real_data, port, tmp_path / "streamlit.log")
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_healthy(url, process)
+        wait_healthy(url, process, START_TIMEOUT_S)
         yield url
     finally:
         process.terminate()
@@ -82,7 +46,6 @@ def running_app(real_data, shipped_models, tmp_path):
             process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             process.kill()
-        log.close()
 
 
 def test_upload_on_predict_shows_class_and_heatmap(running_app, real_data):
