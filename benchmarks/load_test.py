@@ -15,11 +15,11 @@ import argparse
 import asyncio
 import json
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
-from bloodcell.bench import (CHROMIUM_FLAGS, DELETE_UPLOAD, _memory_mb, benchmark_images, find_chromium_binary,
-                             free_port, start_app, wait_healthy)
+from bloodcell.bench import CHROMIUM_FLAGS, DELETE_UPLOAD, _memory_mb, app_server, benchmark_images, find_chromium_binary
 from bloodcell.cells import DISPLAY_NAMES
 from bloodcell.config import resolve_data_dir, resolve_models_dir
 from bloodcell.inference import Classifier
@@ -72,21 +72,15 @@ async def run(sessions: int, duration: float, models_dir: Path, data_dir: Path) 
     images = benchmark_images(data_dir if data_dir.is_dir() else None, sessions * 2)
     classifier = Classifier.load("mobilenetv2", models_dir)
     expected = {p.name: r.predicted_class for p, r in zip(images, classifier.predict_sources(images))}
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    process = start_app(models_dir, data_dir if data_dir.is_dir() else None, port, Path("/tmp/bloodcell-load.log"))
-    try:
-        wait_healthy(url, process)
+    log = Path(tempfile.mkdtemp(prefix="bloodcell-load-")) / "streamlit.log"
+    with app_server(models_dir, data_dir if data_dir.is_dir() else None, log) as server:
         async with async_playwright() as playwright:
             browser = await playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
             until = time.monotonic() + duration
             outcomes = await asyncio.gather(*[
-                session(browser, url, images[2 * i:2 * i + 2], expected, until, i) for i in range(sessions)])
+                session(browser, server.url, images[2 * i:2 * i + 2], expected, until, i) for i in range(sessions)])
             await browser.close()
-        peak = _memory_mb(process.pid)[1]
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
+        peak = _memory_mb(server.process.pid)[1]
     latencies = sorted(t for outcome in outcomes for t in outcome[0])
     errors = [e for outcome in outcomes for e in outcome[1]]
     return {

@@ -26,7 +26,10 @@ import sys
 import tempfile
 import time
 import urllib.request
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -142,17 +145,39 @@ def find_chromium_binary() -> str | None:
     return next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
 
 
-def start_app(models_dir: Path, data_dir: Path | None, port: int, log_path: Path) -> subprocess.Popen:
-    """`streamlit run` on 127.0.0.1:`port`, with the given models and dataset."""
+@dataclass
+class AppServer:
+    url: str
+    process: subprocess.Popen
+    started: float  # time.perf_counter() just before the process was started
+
+
+@contextmanager
+def app_server(models_dir: Path, data_dir: Path | None, log_path: Path,
+               healthy_timeout_s: float = 120) -> Iterator[AppServer]:
+    """`streamlit run` on a free localhost port, healthy inside the block, stopped after it."""
     env = {**os.environ, "BLOODCELL_MODELS": str(models_dir)}
     if data_dir:
         env["BLOODCELL_DATA"] = str(data_dir)
-    return subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "streamlit_app.py"), "--server.port",
-         str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
-         "--browser.gatherUsageStats", "false"],
-        cwd=PROJECT_ROOT, env=env, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT,
-    )
+    port = free_port()
+    with open(log_path, "wb") as log:
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "streamlit_app.py"), "--server.port",
+             str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
+             "--browser.gatherUsageStats", "false"],
+            cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        try:
+            server = AppServer(f"http://127.0.0.1:{port}", process, started)
+            wait_healthy(server.url, process, healthy_timeout_s)
+            yield server
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
 
 
 def wait_healthy(url: str, process: subprocess.Popen, timeout_s: float = 120) -> None:
@@ -203,14 +228,10 @@ def upload_and_wait(page, path: Path, expected_verdicts: int, replace: bool = Tr
 
 def running_app(models_dir: Path, data_dir: Path | None, images: list[Path], predictions: int,
                 quick: bool = False) -> dict:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     log = Path(tempfile.mkdtemp(prefix="bloodcell-bench-")) / "streamlit.log"
-    started = time.perf_counter()
-    process = start_app(models_dir, data_dir, port, log)
     results: dict = {}
-    try:
-        wait_healthy(url, process)
+    with app_server(models_dir, data_dir, log) as server:
+        process, started = server.process, server.started
         results["cold_start_healthy_s"] = round(time.perf_counter() - started, 2)
         results["idle_rss_mb"] = _memory_mb(process.pid)[0]
         chromium = find_chromium_binary()
@@ -224,7 +245,7 @@ def running_app(models_dir: Path, data_dir: Path | None, images: list[Path], pre
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
             page = browser.new_page(viewport={"width": 1300, "height": 1000})
-            page.goto(f"{url}/predict", wait_until="domcontentloaded")
+            page.goto(f"{server.url}/predict", wait_until="domcontentloaded")
             upload_and_wait(page, images[0], 1, replace=False)
             results["first_prediction_s"] = round(time.perf_counter() - started, 2)
             if len(models) > 1:
@@ -243,13 +264,7 @@ def running_app(models_dir: Path, data_dir: Path | None, images: list[Path], pre
             rss_growth_second_half_mb=round(marks.get(predictions, 0) - marks.get(predictions // 2, 0), 1),
             peak_rss_mb=peak,
         )
-        return results
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    return results
 
 
 def run_benchmarks(model: str | None = None, models_dir: Path | None = None, data_dir: Path | None = None,

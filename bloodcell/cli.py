@@ -13,11 +13,10 @@ import logging
 import sys
 from pathlib import Path
 
-from bloodcell.config import CLASS_NAMES, resolve_data_dir, resolve_models_dir
+from bloodcell.config import CLASS_NAMES, MODEL_NAMES, resolve_data_dir, resolve_models_dir
 from bloodcell.errors import BloodcellError
 
 EXIT_USER_ERROR = 2
-MODEL_CHOICES = ("cnn", "mobilenetv2")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -42,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a model on the dataset's train split",
                                 description="Train a model; write model.keras, history.json, "
                                 "metrics.json and card.json into OUT/<model>/.")
-    train.add_argument("--model", required=True, choices=MODEL_CHOICES)
+    train.add_argument("--model", required=True, choices=MODEL_NAMES)
     train.add_argument("--data", metavar="DIR", help="dataset folder (default: $BLOODCELL_DATA or data/blood-cells)")
     train.add_argument("--epochs", type=int, help="maximum epochs (default: the model's recipe)")
     train.add_argument("--out", metavar="DIR", help="models folder (default: $BLOODCELL_MODELS or models/)")

@@ -18,6 +18,10 @@ CLASS_NAMES: tuple[str, ...] = (
 )
 NUM_CLASSES = len(CLASS_NAMES)
 
+# The architectures bloodcell/models.py builds (named here so the CLI can list
+# them without importing Keras).
+MODEL_NAMES: tuple[str, ...] = ("cnn", "mobilenetv2")
+
 # Lower-case suffixes; the scan compares suffix.lower(), so ".JPG" works too.
 IMAGE_SUFFIXES: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}

@@ -40,10 +40,6 @@ class Sample:
     sha256: str  # of the file's bytes
     pixel_hash: str  # of the decoded pixels, to catch re-encoded duplicates
 
-    @property
-    def label_index(self) -> int:
-        return CLASS_NAMES.index(self.label)
-
 
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()

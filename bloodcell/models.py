@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import keras
 from keras import layers, regularizers
 
-from bloodcell.config import NUM_CLASSES
+from bloodcell.config import MODEL_NAMES, NUM_CLASSES
 from bloodcell.errors import BloodcellError
 
 
@@ -47,7 +47,7 @@ MODEL_SPECS: dict[str, ModelSpec] = {
         "head, then the top blocks fine-tuned at a low learning rate.",
     ),
 }
-MODEL_NAMES = tuple(MODEL_SPECS)
+assert tuple(MODEL_SPECS) == MODEL_NAMES
 
 # MobileNetV2 layers from this one on are unfrozen for fine-tuning (the last
 # three inverted-residual blocks and the final 1x1 convolution).

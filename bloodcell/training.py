@@ -119,8 +119,8 @@ def _export(model: keras.Model, path: Path) -> None:
 
 def _imagenet_weights_info(weights: str) -> dict:
     if weights == "imagenet":
-        cached = Path(keras.config.keras_home() if hasattr(keras.config, "keras_home") else
-                      os.path.expanduser("~/.keras")) / "models"
+        # Where keras.utils.get_file caches downloads.
+        cached = Path(os.environ.get("KERAS_HOME", "~/.keras")).expanduser() / "models"
         files = sorted(cached.glob("mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_*_no_top.h5"))
         return {"source": "keras download (imagenet)",
                 "sha256": sha256_file(files[0]) if files else None}

@@ -43,66 +43,65 @@ st.dataframe([summary_row(n) for n in names], hide_index=True, width="stretch",
                             "macro F1": st.column_config.NumberColumn(format="%.4f"),
                             "temperature": st.column_config.NumberColumn(format="%.2f")})
 
+
+def side_by_side():
+    """One column per model, headed by its name; yields each name inside its column."""
+    for column, name in zip(st.columns(len(names)), names):
+        with column:
+            st.subheader(name)
+            yield name
+
+
 curves, confusion, report, calibration, cards = st.tabs(
     ["Curves", "Confusion matrices", "Classification report", "Calibration", "Model cards"])
 
 with curves:
-    for column, name in zip(st.columns(len(names)), names):
+    for name in side_by_side():
         history, card = files[name]["history"], files[name]["card"] or {}
-        with column:
-            st.subheader(name)
-            if not history:
-                st.warning("history.json is missing.")
-                continue
-            for metric in ("loss", "accuracy"):
-                st.plotly_chart(history_figure(history, metric, card.get("best_epoch"), metric.title()),
-                                width="stretch", key=f"{name}_{metric}")
+        if not history:
+            st.warning("history.json is missing.")
+            continue
+        for metric in ("loss", "accuracy"):
+            st.plotly_chart(history_figure(history, metric, card.get("best_epoch"), metric.title()),
+                            width="stretch", key=f"{name}_{metric}")
 
 with confusion:
     normalise = st.toggle("Row-normalised (recall per class)", value=False)
-    for column, name in zip(st.columns(len(names)), names):
+    for name in side_by_side():
         metrics = files[name]["metrics"]
-        with column:
-            st.subheader(name)
-            if metrics:
-                st.plotly_chart(confusion_figure(metrics["confusion_matrix"], normalise,
-                                                 f"Test split, n={metrics['n']}"),
-                                width="stretch", key=f"{name}_cm")
+        if metrics:
+            st.plotly_chart(confusion_figure(metrics["confusion_matrix"], normalise,
+                                             f"Test split, n={metrics['n']}"),
+                            width="stretch", key=f"{name}_cm")
 
 with report:
-    for column, name in zip(st.columns(len(names)), names):
+    for name in side_by_side():
         metrics = files[name]["metrics"]
-        with column:
-            st.subheader(name)
-            if metrics:
-                rows = [{"class": DISPLAY_NAMES[c], **metrics["per_class"][c]} for c in CLASS_NAMES]
-                st.dataframe(rows, hide_index=True, width="stretch",
-                             column_config={k: st.column_config.NumberColumn(format="%.4f")
-                                            for k in ("precision", "recall", "f1")})
-                st.metric("Accuracy", f"{metrics['accuracy']:.2%}")
+        if metrics:
+            rows = [{"class": DISPLAY_NAMES[c], **metrics["per_class"][c]} for c in CLASS_NAMES]
+            st.dataframe(rows, hide_index=True, width="stretch",
+                         column_config={k: st.column_config.NumberColumn(format="%.4f")
+                                        for k in ("precision", "recall", "f1")})
+            st.metric("Accuracy", f"{metrics['accuracy']:.2%}")
 
 with calibration:
     st.markdown("Temperature scaling divides the logits by one number fitted on the validation "
                 "split. Predictions stay the same; the confidence comes to mean what it says. "
                 "Below: accuracy against confidence on the **test** split, before and after.")
-    for column, name in zip(st.columns(len(names)), names):
+    for name in side_by_side():
         card = files[name]["card"] or {}
-        with column:
-            st.subheader(name)
-            if "calibration" in card:
-                cal = card["calibration"]
-                st.plotly_chart(reliability_figure(cal, "test"), width="stretch", key=f"{name}_rel")
-                st.caption(f"T = {cal['temperature']:.2f}; test ECE {cal['test']['ece_before']:.4f} → "
-                           f"{cal['test']['ece_after']:.4f}; validation ECE {cal['val']['ece_before']:.4f} → "
-                           f"{cal['val']['ece_after']:.4f}")
-            else:
-                st.info("Not calibrated yet: `python -m bloodcell calibrate --model " + name + "`.")
+        if "calibration" in card:
+            cal = card["calibration"]
+            st.plotly_chart(reliability_figure(cal, "test"), width="stretch", key=f"{name}_rel")
+            st.caption(f"T = {cal['temperature']:.2f}; test ECE {cal['test']['ece_before']:.4f} → "
+                       f"{cal['test']['ece_after']:.4f}; validation ECE {cal['val']['ece_before']:.4f} → "
+                       f"{cal['val']['ece_after']:.4f}")
+        else:
+            st.info("Not calibrated yet: `python -m bloodcell calibrate --model " + name + "`.")
 
 with cards:
-    for column, name in zip(st.columns(len(names)), names):
+    for name in side_by_side():
         card = files[name]["card"]
-        with column:
-            st.subheader(name)
-            if card:
-                shown = {k: v for k, v in card.items() if k != "calibration"}
-                st.json(shown, expanded=1)
+        if card:
+            shown = {k: v for k, v in card.items() if k != "calibration"}
+            st.json(shown, expanded=1)

@@ -7,11 +7,9 @@ is found; under CI=true it fails instead.
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 
-from bloodcell.bench import CHROMIUM_FLAGS, find_chromium_binary, free_port, start_app, wait_healthy
+from bloodcell.bench import CHROMIUM_FLAGS, app_server, find_chromium_binary
 from bloodcell.cells import DISPLAY_NAMES
 from bloodcell.config import PROJECT_ROOT
 from conftest import IN_CI
@@ -34,18 +32,8 @@ def find_chromium() -> str:
 
 @pytest.fixture()
 def running_app(real_data, shipped_models, tmp_path):
-    port = free_port()
-    process = start_app(shipped_models, real_data, port, tmp_path / "streamlit.log")
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(url, process, START_TIMEOUT_S)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    with app_server(shipped_models, real_data, tmp_path / "streamlit.log", START_TIMEOUT_S) as server:
+        yield server.url
 
 
 def test_upload_on_predict_shows_class_and_heatmap(running_app, real_data):
