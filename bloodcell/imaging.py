@@ -124,18 +124,33 @@ def read_image(source: ImageSource) -> Image.Image:
         raise ImageReadError(f"image data is corrupt or truncated ({reason})") from None
 
 
-def to_model_input(image: Image.Image, size: int) -> np.ndarray:
-    """Resize an RGB image to `size` x `size` and return float32 pixels in 0..255.
+# What a model sees: the whole field squeezed to a square, or the cell view
+# (bloodcell/cellview.py: cropped to the white cell, stain-normalised,
+# background removed). A model's card names its view.
+FULL_VIEW = "full"
+CELL_VIEW = "cell"
+VIEWS: tuple[str, ...] = (FULL_VIEW, CELL_VIEW)
+
+
+def to_model_input(image: Image.Image, size: int, view: str = FULL_VIEW, mask=None) -> np.ndarray:
+    """The model input for `image`: float32 RGB pixels 0..255, `size` x `size`.
 
     Models hold their own scaling layer, so this is all the preprocessing
-    there is; every code path calls it.
+    there is; training, evaluation, the CLI and the app all call it. `mask`
+    is the image's `bloodcell.cellmask.CellMask` when the caller has one.
     """
     if image.mode != "RGB":
         image = _to_rgb(image)
+    if view == CELL_VIEW:
+        from bloodcell.cellview import cell_view
+
+        return cell_view(image, size, mask)
+    if view != FULL_VIEW:
+        raise ValueError(f"unknown view {view!r} (expected one of {VIEWS})")
     resized = image.resize((size, size), RESAMPLE)
     return np.asarray(resized, dtype=np.float32)
 
 
-def load_model_input(source: ImageSource, size: int) -> np.ndarray:
+def load_model_input(source: ImageSource, size: int, view: str = FULL_VIEW) -> np.ndarray:
     """`read_image` then `to_model_input`: file to model-ready pixels."""
-    return to_model_input(read_image(source), size)
+    return to_model_input(read_image(source), size, view)

@@ -32,3 +32,15 @@ def test_same_image_same_input_and_answer_everywhere(tiny_models_dir, drawn_data
     for row, probabilities in zip(rows, expected):
         assert row["predicted_class"] == CLASS_NAMES[int(np.argmax(probabilities))]
         assert np.allclose([float(row[name]) for name in CLASS_NAMES], probabilities, atol=1e-4)
+
+
+def test_colour_augmentation_keeps_shape_and_range_and_changes_colours():
+    import tensorflow as tf
+
+    from bloodcell.pipeline import augment_colour
+
+    images = tf.random.uniform((6, 32, 32, 3), 0, 255, seed=1)
+    out = augment_colour(images).numpy()
+    assert out.shape == (6, 32, 32, 3)
+    assert out.min() >= 0 and out.max() <= 255.0001
+    assert not np.allclose(out, images.numpy())

@@ -1,0 +1,68 @@
+"""Counterfactual images: the same cell as the other lab would have shown it.
+
+If a model reads the lab instead of the cell, its answer changes when only
+the lab's signature changes. So each test image is rebuilt with the other
+lab's look and nothing else: its white cell re-stained to the other lab's
+average cell colours (Reinhard transfer in LAB), and everything outside the
+cell mask replaced by a field from one of the other lab's training images
+(whose own white cell is painted over with its background colour). A model
+that looks at the cell keeps its answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+from bloodcell.cellmask import CellMask, find_cell
+from bloodcell.stain import StainStats, average_stats, stain_stats, transfer_stain
+
+
+@dataclass
+class LabLook:
+    """One lab's signature: its cells' average stain and a few empty fields."""
+
+    cell_stain: StainStats
+    backgrounds: list[np.ndarray]  # RGB uint8 fields with the white cell removed
+
+
+def empty_field(image: Image.Image, mask: CellMask | None = None) -> np.ndarray:
+    """`image` with its white cell painted over by the surrounding background."""
+    pixels = np.asarray(image.convert("RGB"), dtype=np.float32).copy()
+    mask = mask or find_cell(image)
+    if not mask.found:
+        return pixels.astype(np.uint8)
+    # A generous margin, so no purple rim of the old cell survives.
+    cover = ndimage.binary_dilation(mask.cell, iterations=max(2, pixels.shape[0] // 40))
+    ring = ndimage.binary_dilation(cover, iterations=max(2, pixels.shape[0] // 40)) & ~cover
+    colour = np.median(pixels[ring], axis=0) if ring.any() else np.median(pixels, axis=(0, 1))
+    pixels[cover] = colour
+    return pixels.astype(np.uint8)
+
+
+def lab_look(images: list[Image.Image], fields: int = 8) -> LabLook:
+    """Measure a lab's look from some of its training images."""
+    masks = [find_cell(image) for image in images]
+    stains = [stain_stats(np.asarray(im.convert("RGB")), m.cell) for im, m in zip(images, masks) if m.found]
+    backgrounds = [empty_field(im, m) for im, m in list(zip(images, masks))[:fields]]
+    return LabLook(average_stats(stains), backgrounds)
+
+
+def as_other_lab(image: Image.Image, look: LabLook, field_index: int = 0,
+                 mask: CellMask | None = None) -> Image.Image:
+    """`image`'s cell re-stained like `look`'s lab, on one of that lab's fields."""
+    rgb = image.convert("RGB")
+    mask = mask or find_cell(rgb)
+    pixels = np.asarray(rgb, dtype=np.float32)
+    restained = transfer_stain(pixels, look.cell_stain, mask=mask.cell if mask.found else None)
+    field = look.backgrounds[field_index % len(look.backgrounds)]
+    field = np.asarray(Image.fromarray(field).resize(rgb.size, Image.Resampling.BILINEAR), np.float32)
+    if not mask.found:
+        return Image.fromarray(restained.astype(np.uint8))
+    # A soft edge of about two pixels keeps the seam from being a cue of its own.
+    alpha = ndimage.gaussian_filter(mask.cell.astype(np.float32), 1.5)[..., None]
+    combined = alpha * restained + (1 - alpha) * field
+    return Image.fromarray(np.clip(combined + 0.5, 0, 255).astype(np.uint8))
