@@ -18,6 +18,7 @@ navigation = st.navigation(
         st.Page("pages/dataset.py", title="Dataset", icon=":material/photo_library:"),
         st.Page("pages/training.py", title="Training", icon=":material/monitoring:"),
         st.Page("pages/predict.py", title="Predict", icon=":material/biotech:"),
+        st.Page("pages/trust.py", title="Trust", icon=":material/verified_user:"),
         st.Page("pages/about.py", title="About", icon=":material/info:"),
     ],
     # Navigation sits at the top. Streamlit's older multipage mode also reads

@@ -4,7 +4,7 @@ Prints p50/p95 over repeated runs after warm-up for: decode + preprocess +
 predict; the compiled Grad-CAM path (prediction included); and tf-keras-vis'
 own Gradcam on the same model and image, for comparison.
 
-    python -m benchmarks.gradcam_speed [--model mobilenetv2] [--runs 50] [IMAGE]
+    python -m benchmarks.gradcam_speed [--model cellfocus] [--runs 50] [IMAGE]
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 
-from bloodcell.config import resolve_data_dir
+from bloodcell.config import DEFAULT_MODEL, resolve_data_dir
 from bloodcell.explain import Explainer
 from bloodcell.imaging import load_model_input
 from bloodcell.inference import Classifier
@@ -35,7 +35,7 @@ def timed(function, runs: int) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="mobilenetv2")
+    parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("image", nargs="?")
     args = parser.parse_args()
@@ -47,17 +47,17 @@ def main() -> None:
     size = classifier.input_size
 
     def predict():
-        return classifier.predict_proba(load_model_input(data, size)[None])
+        return classifier.predict_proba(load_model_input(data, size, classifier.view)[None])
 
     def predict_and_gradcam():
-        return explainer.gradcam(load_model_input(data, size))
+        return explainer.gradcam(load_model_input(data, size, classifier.view))
 
     from tf_keras_vis.gradcam import Gradcam
     from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
     from tf_keras_vis.utils.scores import CategoricalScore
 
     reference = Gradcam(classifier.model, model_modifier=ReplaceToLinear(), clone=True)
-    model_input = load_model_input(data, size)[None]
+    model_input = load_model_input(data, size, classifier.view)[None]
 
     def tf_keras_vis_gradcam():
         return reference(CategoricalScore([0]), model_input, penultimate_layer=explainer.layer_name,

@@ -19,12 +19,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from bloodcell.bench import CHROMIUM_FLAGS, DELETE_UPLOAD, _memory_mb, app_server, benchmark_images, find_chromium_binary
+from bloodcell.bench import (CHROMIUM_FLAGS, DELETE_UPLOAD, VERDICT, _memory_mb, app_server, benchmark_images,
+                             find_chromium_binary)
 from bloodcell.cells import DISPLAY_NAMES
-from bloodcell.config import resolve_data_dir, resolve_models_dir
+from bloodcell.config import DEFAULT_MODEL, resolve_data_dir, resolve_models_dir
 from bloodcell.inference import Classifier
 
-VERDICT = "[data-testid=stAlertContentSuccess], [data-testid=stAlertContentWarning]"
 
 
 async def session(browser, url: str, images: list[Path], expected: dict[str, str], until: float, index: int):
@@ -70,7 +70,7 @@ async def run(sessions: int, duration: float, models_dir: Path, data_dir: Path) 
     if chromium is None:
         raise SystemExit("Playwright and Chromium are needed for the load test")
     images = benchmark_images(data_dir if data_dir.is_dir() else None, sessions * 2)
-    classifier = Classifier.load("mobilenetv2", models_dir)
+    classifier = Classifier.load(DEFAULT_MODEL, models_dir)  # the model the app shows first
     expected = {p.name: r.predicted_class for p, r in zip(images, classifier.predict_sources(images))}
     log = Path(tempfile.mkdtemp(prefix="bloodcell-load-")) / "streamlit.log"
     with app_server(models_dir, data_dir if data_dir.is_dir() else None, log) as server:

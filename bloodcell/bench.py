@@ -33,7 +33,8 @@ from typing import Iterator
 
 import numpy as np
 
-from bloodcell.config import CLASS_NAMES, IMAGE_SUFFIXES, PROJECT_ROOT, resolve_data_dir, resolve_models_dir
+from bloodcell.config import (CLASS_NAMES, DEFAULT_MODEL, IMAGE_SUFFIXES, PROJECT_ROOT, resolve_data_dir,
+                              resolve_models_dir)
 from bloodcell.explain import GRADCAM, GRADCAM_PLUS_PLUS, METHODS, SCORECAM, SMOOTHGRAD
 from bloodcell.imaging import load_model_input, to_model_input, read_image
 from bloodcell.inference import available_models
@@ -99,13 +100,15 @@ def in_process(model: str, models_dir: Path, images: list[Path], runs: int, batc
         return data[cycle["i"]]
 
     results: dict = {"model": model, "input_size": size}
-    p50, p95 = _ms(_timed(lambda: classifier.predict_proba(load_model_input(next_bytes(), size)[None]), runs))
+    view = classifier.view
+    p50, p95 = _ms(_timed(lambda: classifier.predict_proba(load_model_input(next_bytes(), size, view)[None]),
+                          runs))
     results.update(predict_p50_ms=p50, predict_p95_ms=p95)
-    p50, p95 = _ms(_timed(lambda: explainer.gradcam(load_model_input(next_bytes(), size)), runs))
+    p50, p95 = _ms(_timed(lambda: explainer.gradcam(load_model_input(next_bytes(), size, view)), runs))
     results.update(predict_gradcam_p50_ms=p50, predict_gradcam_p95_ms=p95)
     for method in METHODS:
         slow = method in (SCORECAM, SMOOTHGRAD, GRADCAM_PLUS_PLUS)
-        samples = _timed(lambda: explainer.explain(to_model_input(read_image(next_bytes()), size), method),
+        samples = _timed(lambda: explainer.explain(to_model_input(read_image(next_bytes()), size, view), method),
                          max(3, runs // 5) if slow else runs, warmup=2)
         results[f"{METHOD_KEYS[method]}_p50_ms"] = _ms(samples)[0]
     batch = [data[i % len(data)] for i in range(batch_size)]
@@ -195,13 +198,15 @@ def wait_healthy(url: str, process: subprocess.Popen, timeout_s: float = 120) ->
 
 
 DELETE_UPLOAD = "[data-testid=stFileUploaderDeleteBtn] button"
+# Each result's verdict sits in a keyed container (pages/predict.py).
+VERDICT = "[class*='st-key-verdict_']"
 
 
 def wait_settled(page, expected_verdicts: int, timeout_ms: int = 120_000) -> None:
     """Wait until no spinner is shown and at least `expected_verdicts` verdicts are drawn."""
     page.wait_for_function(
-        """n => !document.querySelector('[data-testid=stSpinner]') && document.querySelectorAll(
-            '[data-testid=stAlertContentSuccess], [data-testid=stAlertContentWarning]').length >= n""",
+        f"""n => !document.querySelector('[data-testid=stSpinner]') &&
+            document.querySelectorAll("{VERDICT}").length >= n""",
         arg=expected_verdicts, timeout=timeout_ms)
 
 
@@ -272,7 +277,7 @@ def run_benchmarks(model: str | None = None, models_dir: Path | None = None, dat
     models_dir = resolve_models_dir(models_dir)
     data_dir = resolve_data_dir(data_dir)
     names = available_models(models_dir)
-    model = model or ("mobilenetv2" if "mobilenetv2" in names else (names[0] if names else "mobilenetv2"))
+    model = model or (DEFAULT_MODEL if DEFAULT_MODEL in names else (names[0] if names else DEFAULT_MODEL))
     runs, batch, predictions = (10, 32, 4) if quick else (100, 200, 200)
     images = benchmark_images(data_dir if data_dir.is_dir() else None, max(batch, predictions + 2))
     results = {

@@ -117,3 +117,24 @@ def mean_colour_figure(colours: dict[str, tuple]) -> go.Figure:
     figure.update_yaxes(visible=False)
     figure.update_layout(height=180, margin={"t": 10, "b": 10, "l": 10, "r": 10})
     return figure
+
+
+AUDIT_SERIES = (("test_accuracy", "test split", "#1f77b4"),
+                ("counterfactual_accuracy", "test split as the other lab", "#ff7f0e"),
+                ("cross_source_accuracy", "cross-source cells", "#d62728"))
+
+
+def audit_figure(rows: list[dict]) -> go.Figure:
+    """Grouped bars per model: test, counterfactual and cross-source accuracy."""
+    figure = go.Figure()
+    keys = {"test_accuracy": "test accuracy", "counterfactual_accuracy": "counterfactual accuracy",
+            "cross_source_accuracy": "cross-source accuracy"}
+    for key, label, colour in AUDIT_SERIES:
+        values = [row.get(keys[key]) for row in rows]
+        figure.add_trace(go.Bar(x=[row["model"] for row in rows], y=values, name=label, marker_color=colour,
+                                text=[None if v is None else f"{v:.0%}" for v in values],
+                                textposition="outside"))
+    figure.update_layout(barmode="group", height=340, margin={"t": 30, "b": 10},
+                         yaxis={"tickformat": ".0%", "range": [0, 1.12], "title": "accuracy"},
+                         legend={"orientation": "h", "y": -0.15})
+    return figure

@@ -1,4 +1,4 @@
-"""Command line: python -m bloodcell {train,evaluate,predict,download} ...
+"""Command line: python -m bloodcell {train,evaluate,predict,calibrate,audit,bench,download} ...
 
 Heavy imports (TensorFlow) happen inside the commands, so `--help` is instant.
 Every user error ends as one line on stderr and exit code 2.
@@ -13,7 +13,9 @@ import logging
 import sys
 from pathlib import Path
 
-from bloodcell.config import CLASS_NAMES, MODEL_NAMES, resolve_data_dir, resolve_models_dir
+from bloodcell.abstention import DEFAULT_MIN_CONFIDENCE
+from bloodcell.config import (CLASS_NAMES, DEFAULT_MODEL, MODEL_NAMES, resolve_cross_source_dir,
+                              resolve_data_dir, resolve_models_dir)
 from bloodcell.errors import BloodcellError
 
 EXIT_USER_ERROR = 2
@@ -36,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
                      description="Classify white-blood-cell images and evaluate the models.")
     parser.add_argument("-q", "--quiet", action="store_true", help="only print results and errors")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser,
-                                     metavar="{train,evaluate,predict,calibrate,bench,download}")
+                                     metavar="{train,evaluate,predict,calibrate,audit,bench,download}")
 
     train = commands.add_parser("train", help="train a model on the dataset's train split",
                                 description="Train a model; write model.keras, history.json, "
@@ -53,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="evaluate a model on every image of a folder",
                                    description="Evaluate on every image of a folder in the dataset "
                                    "layout (<class>/<image>); any subset of the classes.")
-    evaluate.add_argument("--model", required=True, help="model name in the models folder, or a model folder")
+    evaluate.add_argument("--model", default=DEFAULT_MODEL,
+                          help=f"model name in the models folder, or a model folder (default: {DEFAULT_MODEL})")
     evaluate.add_argument("--data", metavar="DIR", help="folder to evaluate (default: $BLOODCELL_DATA or data/blood-cells)")
     evaluate.add_argument("--json", metavar="OUT", help="write the metrics as JSON to this file")
     _add_models_dir(evaluate, "where models live")
@@ -61,17 +64,36 @@ def build_parser() -> argparse.ArgumentParser:
     predict = commands.add_parser("predict", help="predict the class of image files or folders",
                                   description="Predict image files (folders are searched). Writes one "
                                   "CSV row per file; unreadable files get an error and the rest go on.")
-    predict.add_argument("--model", required=True, help="model name in the models folder, or a model folder")
+    predict.add_argument("--model", default=DEFAULT_MODEL,
+                         help=f"model name in the models folder, or a model folder (default: {DEFAULT_MODEL})")
+    predict.add_argument("--min-confidence", type=float, default=DEFAULT_MIN_CONFIDENCE, metavar="P",
+                         help="below this calibrated probability the verdict is 'not confident' "
+                         f"(default: {DEFAULT_MIN_CONFIDENCE})")
     predict.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
     predict.add_argument("--csv", metavar="OUT", help="write the CSV here instead of standard output")
     _add_models_dir(predict, "where models live")
 
-    calibrate = commands.add_parser("calibrate", help="fit temperature scaling on the validation split",
+    calibrate = commands.add_parser("calibrate", help="fit temperature scaling and the out-of-distribution check",
                                     description="Fit the model's temperature on the validation split "
-                                    "of the split manifest and store it in its card.json.")
+                                    "and its out-of-distribution detector on the train split (threshold "
+                                    "on validation); store both with the model (card.json, ood.npz).")
     calibrate.add_argument("--model", required=True, help="model name in the models folder")
     calibrate.add_argument("--data", metavar="DIR", help="dataset folder (default: $BLOODCELL_DATA or data/blood-cells)")
     _add_models_dir(calibrate, "where models and split.json live")
+
+    audit = commands.add_parser("audit", help="check whether a model reads the lab instead of the cell",
+                                description="Shortcut audit: colour-only baselines, the share of "
+                                "Grad-CAM mass on the cell, accuracy on test images re-stained and "
+                                "re-backgrounded as the other lab's, the cross-source check and "
+                                "abstention. Writes <models>/<model>/audit.json.")
+    audit.add_argument("--model", default=DEFAULT_MODEL, help=f"model name (default: {DEFAULT_MODEL})")
+    audit.add_argument("--data", metavar="DIR", help="dataset folder (default: $BLOODCELL_DATA or data/blood-cells)")
+    audit.add_argument("--cross-source", metavar="DIR",
+                       help="an evaluation-only folder in the dataset layout from another lab "
+                       "(default: $BLOODCELL_CROSS_SOURCE, else skipped)")
+    audit.add_argument("--limit", type=int, metavar="N",
+                       help="audit only N test images (a quick look; the saved file says so)")
+    _add_models_dir(audit, "where models and split.json live")
 
     bench = commands.add_parser("bench", help="measure latency, throughput, cold start and memory",
                                 description="Benchmark on this machine: single-image latency per "
@@ -122,20 +144,25 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from bloodcell.evaluation import collect_image_paths
     from bloodcell.inference import Classifier
 
+    if not 0.0 <= args.min_confidence <= 1.0:
+        raise BloodcellError("--min-confidence must be between 0 and 1")
     files = collect_image_paths([Path(p) for p in args.paths])
     classifier = Classifier.load(args.model, args.models_dir)
     results = classifier.predict_sources(files, [str(f) for f in files])
-    header = ["file", "predicted_class", "confidence", *CLASS_NAMES, "error"]
+    header = ["file", "verdict", "predicted_class", "confidence", *CLASS_NAMES, "ood_score", "error"]
     handle = open(args.csv, "w", newline="") if args.csv else sys.stdout
     try:
         writer = csv.writer(handle)
         writer.writerow(header)
         for result in results:
             if result.error is not None:
-                writer.writerow([result.source, "", "", *[""] * len(CLASS_NAMES), result.error])
+                writer.writerow([result.source, "unreadable", "", "", *[""] * len(CLASS_NAMES), "",
+                                 result.error])
             else:
-                writer.writerow([result.source, result.predicted_class, f"{result.confidence:.4f}",
-                                 *[f"{p:.4f}" for p in result.probabilities], ""])
+                ood = "" if result.ood_score is None else f"{result.ood_score:.2f}"
+                writer.writerow([result.source, result.verdict(args.min_confidence),
+                                 result.predicted_class, f"{result.confidence:.4f}",
+                                 *[f"{p:.4f}" for p in result.probabilities], ood, ""])
     finally:
         if handle is not sys.stdout:
             handle.close()
@@ -147,12 +174,26 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     from bloodcell.inference import resolve_model_dir
-    from bloodcell.training import calibrate
+    from bloodcell.training import calibrate, fit_abstention
 
-    report = calibrate(resolve_model_dir(args.model, args.models_dir), resolve_data_dir(args.data))
+    model_dir = resolve_model_dir(args.model, args.models_dir)
+    report = calibrate(model_dir, resolve_data_dir(args.data))
     print(f"{args.model}: temperature {report['temperature']:.3f}; validation ECE "
           f"{report['val']['ece_before']:.4f} -> {report['val']['ece_after']:.4f}, test ECE "
           f"{report['test']['ece_before']:.4f} -> {report['test']['ece_after']:.4f}")
+    ood = fit_abstention(model_dir, resolve_data_dir(args.data))
+    print(f"{args.model}: out-of-distribution threshold {ood['threshold']:.2f}; test images flagged "
+          f"{ood['test_flagged']:.2%} ({ood['test_flagged_ood']:.2%} far from the training data, "
+          f"{ood['test_flagged_unsure']:.2%} not confident)")
+    return 0
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    from bloodcell.audit import format_audit, run_audit
+
+    report = run_audit(args.model, resolve_data_dir(args.data), args.models_dir,
+                       cross_source_dir=resolve_cross_source_dir(args.cross_source), limit=args.limit)
+    print(format_audit(report))
     return 0
 
 
@@ -193,7 +234,7 @@ def _import_tensorflow_quietly() -> None:
 
 
 COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict,
-            "calibrate": _cmd_calibrate, "bench": _cmd_bench, "download": _cmd_download}
+            "calibrate": _cmd_calibrate, "audit": _cmd_audit, "bench": _cmd_bench, "download": _cmd_download}
 
 
 class _LowerCaseLevel(logging.Formatter):

@@ -18,9 +18,22 @@ CLASS_NAMES: tuple[str, ...] = (
 )
 NUM_CLASSES = len(CLASS_NAMES)
 
+# Which lab photographed each class in the training data (see the data
+# README): the source of the dataset's shortcut, used by the audit.
+SOURCE_LAB: dict[str, str] = {
+    "basophil": "PBC Barcelona",
+    "erythroblast": "PBC Barcelona",
+    "monocyte": "PBC Barcelona",
+    "myeloblast": "Munich AML",
+    "seg_neutrophil": "Munich AML",
+}
+
 # The architectures bloodcell/models.py builds (named here so the CLI can list
 # them without importing Keras).
-MODEL_NAMES: tuple[str, ...] = ("cnn", "mobilenetv2")
+MODEL_NAMES: tuple[str, ...] = ("cnn", "mobilenetv2", "cellfocus")
+# The model the app and the CLI use unless told otherwise: the one that
+# looks at the cell (see its model card and the Trust page for why).
+DEFAULT_MODEL = "cellfocus"
 
 # Lower-case suffixes; the scan compares suffix.lower(), so ".JPG" works too.
 IMAGE_SUFFIXES: frozenset[str] = frozenset(
@@ -35,6 +48,8 @@ SPLIT_MANIFEST_NAME = "split.json"
 DATA_ENV = "BLOODCELL_DATA"
 IMAGENET_WEIGHTS_ENV = "BLOODCELL_IMAGENET_WEIGHTS"
 MODELS_ENV = "BLOODCELL_MODELS"
+# An evaluation-only folder from another lab (the audit's cross-source check).
+CROSS_SOURCE_ENV = "BLOODCELL_CROSS_SOURCE"
 
 SPLIT_SEED = 20240917
 SPLIT_FRACTIONS = {"train": 0.70, "val": 0.15, "test": 0.15}
@@ -56,6 +71,12 @@ def resolve_models_dir(option: str | os.PathLike | None = None) -> Path:
     if os.environ.get(MODELS_ENV):
         return Path(os.environ[MODELS_ENV]).expanduser().resolve()
     return DEFAULT_MODELS_DIR
+
+
+def resolve_cross_source_dir(option: str | os.PathLike | None = None) -> Path | None:
+    """The cross-source evaluation folder: the option, else $BLOODCELL_CROSS_SOURCE, else None."""
+    value = option or os.environ.get(CROSS_SOURCE_ENV)
+    return Path(value).expanduser().resolve() if value else None
 
 
 def resolve_imagenet_weights(option: str | os.PathLike | None = None) -> str:

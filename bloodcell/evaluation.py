@@ -16,6 +16,13 @@ from bloodcell.metrics import classification_metrics
 log = logging.getLogger("bloodcell")
 
 
+def collect_labelled_images(data_dir: Path) -> list[tuple[Path, str]]:
+    """(path, class) for every image under `data_dir`/<class>/ (any subset of the classes)."""
+    data_dir = Path(data_dir)
+    return [(path, label) for label in check_data_dir(data_dir, require_all_classes=False)
+            for path in list_images(data_dir / label)]
+
+
 def evaluate_folder(model: str | Classifier, data_dir: Path, models_dir: Path | None = None) -> dict:
     """Metrics of `model` on every readable image under `data_dir`/<class>/.
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from bloodcell.inference import Classifier, softmax
+from bloodcell.inference import Classifier, average_views, flip_views, softmax, unflip_maps
 
 GRADCAM = "Grad-CAM"
 GRADCAM_PLUS_PLUS = "Grad-CAM++"
@@ -43,6 +43,7 @@ class Explanation:
     class_index: int
     heatmap: np.ndarray
     method: str
+    features: np.ndarray | None = None  # pooled penultimate features (out-of-distribution score)
 
 
 def _normalise(maps: np.ndarray) -> np.ndarray:
@@ -66,18 +67,30 @@ class Explainer:
         )
         size = classifier.input_size
 
+        flips = classifier.test_time_flips
+
         @tf.function(input_signature=[tf.TensorSpec((None, size, size, 3), tf.float32),
                                       tf.TensorSpec((), tf.int32)])
         def gradcam(images, class_index):
+            # With test-time flips the prediction averages four mirror views;
+            # so does the heatmap (each view's map flipped back first).
+            batch = flip_views(images) if flips else images
             with tf.GradientTape() as tape:
-                features, logits = grad_model(images, training=False)
+                features, logits = grad_model(batch, training=False)
+                mean_logits = average_views(logits) if flips else logits
                 chosen = tf.where(class_index >= 0, class_index,
-                                  tf.cast(tf.argmax(logits[0]), tf.int32))
+                                  tf.cast(tf.argmax(mean_logits[0]), tf.int32))
                 score = logits[:, chosen]
             gradients = tape.gradient(score, features)
             weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)
             cam = tf.nn.relu(tf.reduce_sum(features * weights, axis=-1))
-            return logits, cam, chosen
+            # The head pools this very layer, so its mean is the penultimate
+            # feature vector: the out-of-distribution score comes for free.
+            pooled = tf.reduce_mean(features, axis=(1, 2))
+            if flips:
+                cam = tf.reduce_mean(unflip_maps(cam), axis=0)
+                pooled = average_views(pooled)
+            return mean_logits, cam, chosen, pooled
 
         self._gradcam = gradcam
         self._visualisers: dict[str, object] = {}
@@ -85,10 +98,10 @@ class Explainer:
     def gradcam(self, model_input: np.ndarray, class_index: int | None = None) -> Explanation:
         """Prediction and Grad-CAM of one image in a single compiled call."""
         batch = np.asarray(model_input, np.float32)[None]
-        logits, cam, chosen = self._gradcam(batch, np.int32(-1 if class_index is None else class_index))
+        logits, cam, chosen, pooled = self._gradcam(batch, np.int32(-1 if class_index is None else class_index))
         probabilities = softmax(logits.numpy(), self.classifier.temperature)[0]
         heatmap = upsample(cam.numpy()[0], self.classifier.input_size)
-        return Explanation(probabilities, int(chosen), _normalise(heatmap), GRADCAM)
+        return Explanation(probabilities, int(chosen), _normalise(heatmap), GRADCAM, pooled.numpy()[0])
 
     def explain(self, model_input: np.ndarray, method: str = GRADCAM,
                 class_index: int | None = None) -> Explanation:
@@ -100,12 +113,14 @@ class Explainer:
         from tf_keras_vis.utils.scores import CategoricalScore
 
         batch = np.asarray(model_input, np.float32)[None]
-        probabilities = self.classifier.predict_proba(batch)[0]
+        features, logits = self.classifier.features_and_logits(batch)
+        probabilities = softmax(logits, self.classifier.temperature)[0]
         chosen = int(np.argmax(probabilities)) if class_index is None else int(class_index)
         visualiser = self._visualiser(method)
         score = CategoricalScore([chosen])
         heatmap = self._run(visualiser, method, score, batch)
-        return Explanation(probabilities, chosen, _normalise(np.asarray(heatmap, np.float32))[0], method)
+        return Explanation(probabilities, chosen, _normalise(np.asarray(heatmap, np.float32))[0], method,
+                           features[0])
 
     def _run(self, visualiser, method: str, score, batch: np.ndarray):
         if method == SMOOTHGRAD:
@@ -173,17 +188,29 @@ def colormap(values: np.ndarray) -> np.ndarray:
 
 
 def overlay(image: Image.Image, heatmap: np.ndarray, opacity: float = 0.45,
-            max_side: int = 512) -> Image.Image:
+            max_side: int = 512, box: tuple[float, float, float, float] | None = None) -> Image.Image:
     """Blend a coloured heatmap over `image`.
 
-    The model saw the whole image squeezed to a square, so the heatmap is
-    stretched back over the whole image the same way.
+    Without `box` the model saw the whole image squeezed to a square, so the
+    heatmap is stretched back over the whole image the same way. With `box`
+    (left, top, right, bottom as fractions of the image) the model saw only
+    that square (the cell view), and the heatmap covers just that part.
     """
     image = image.convert("RGB")
     scale = min(1.0, max_side / max(image.size))
     if scale < 1.0:
         image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
                              Image.Resampling.BILINEAR)
-    heat = Image.fromarray(np.asarray(heatmap, np.float32)).resize(image.size, Image.Resampling.BILINEAR)
-    coloured = Image.fromarray(colormap(np.asarray(heat)))
-    return Image.blend(image, coloured, float(np.clip(opacity, 0.0, 1.0)))
+    opacity = float(np.clip(opacity, 0.0, 1.0))
+    if box is None:
+        heat = Image.fromarray(np.asarray(heatmap, np.float32)).resize(image.size, Image.Resampling.BILINEAR)
+        coloured = Image.fromarray(colormap(np.asarray(heat)))
+        return Image.blend(image, coloured, opacity)
+    left, top = round(box[0] * image.width), round(box[1] * image.height)
+    right, bottom = max(left + 1, round(box[2] * image.width)), max(top + 1, round(box[3] * image.height))
+    heat = Image.fromarray(np.asarray(heatmap, np.float32)).resize((right - left, bottom - top),
+                                                                   Image.Resampling.BILINEAR)
+    region = image.crop((left, top, right, bottom))
+    result = image.copy()
+    result.paste(Image.blend(region, Image.fromarray(colormap(np.asarray(heat))), opacity), (left, top))
+    return result

@@ -12,10 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
+from bloodcell.abstention import DEFAULT_MIN_CONFIDENCE, OOD_FILE, OutlierDetector, verdict
+from bloodcell.cellmask import find_cell
 from bloodcell.config import CLASS_NAMES, resolve_models_dir
 from bloodcell.data import sha256_file
 from bloodcell.errors import BloodcellError, ImageReadError
-from bloodcell.imaging import ImageSource, load_model_input
+from bloodcell.imaging import FULL_VIEW, ImageSource, load_model_input, read_image, to_model_input
 
 MODEL_FILE = "model.keras"
 CARD_FILE = "card.json"
@@ -58,6 +60,34 @@ def read_json(path: Path) -> dict:
         raise BloodcellError(f"damaged JSON file {path}: {exc}") from None
 
 
+# The one test-time augmentation: the image, its left-right and up-down
+# mirrors and both (a cell has no up or down; training already flips).
+TTA_FLIPS = "flips"
+TTA_VIEWS = 4
+
+
+def flip_views(images):
+    """(N, H, W, 3) -> (4N, H, W, 3): all images, then their three mirror images."""
+    import tensorflow as tf
+
+    return tf.concat([images, images[:, :, ::-1], images[:, ::-1], images[:, ::-1, ::-1]], axis=0)
+
+
+def unflip_maps(maps):
+    """(4N, h, w) maps of flip_views' images -> (4, N, h, w) in the original orientation."""
+    import tensorflow as tf
+
+    parts = tf.split(maps, TTA_VIEWS, axis=0)
+    return tf.stack([parts[0], parts[1][:, :, ::-1], parts[2][:, ::-1], parts[3][:, ::-1, ::-1]])
+
+
+def average_views(values):
+    """(4N, ...) outputs of flip_views' images -> (N, ...) averaged over the four views."""
+    import tensorflow as tf
+
+    return tf.reduce_mean(tf.stack(tf.split(values, TTA_VIEWS, axis=0)), axis=0)
+
+
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     scaled = np.asarray(logits, dtype=np.float64) / temperature
     scaled -= scaled.max(axis=-1, keepdims=True)
@@ -73,6 +103,16 @@ class FilePrediction:
     probabilities: np.ndarray | None = None
     error: str | None = None
     classes: tuple[str, ...] = field(default=CLASS_NAMES)
+    ood_score: float | None = None  # distance from the training data (None: no detector)
+    ood_threshold: float | None = None
+    cell_problem: str | None = None  # why the cell mask sees no single centred cell
+
+    def verdict(self, min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> str | None:
+        """OK, not confident, or not a single blood cell (bloodcell.abstention)."""
+        if self.probabilities is None:
+            return None
+        return verdict(self.confidence, self.ood_score, self.ood_threshold, self.cell_problem,
+                       min_confidence)
 
     @property
     def predicted_class(self) -> str | None:
@@ -102,18 +142,31 @@ class Classifier:
                 f"model '{self.name}' was trained on classes {self.classes}, expected {CLASS_NAMES}"
             )
         self.temperature: float = float(card.get("calibration", {}).get("temperature", 1.0))
-        # One forward pass yields logits; probabilities are a softmax of them,
-        # so temperature scaling needs no second model.
-        self._logits_model = keras.Model(model.input, model.get_layer("logits").output)
+        # What the model sees: the whole image, or the cell view.
+        self.view: str = card.get("view", FULL_VIEW)
+        self.outlier_detector: OutlierDetector | None = None
+        # One forward pass yields the pooled penultimate features (for the
+        # out-of-distribution score) and the logits; probabilities are a
+        # softmax of those, so temperature scaling needs no second model.
+        self._logits_model = keras.Model(
+            model.input, [model.get_layer("features").output, model.get_layer("logits").output]
+        )
         # Compiled once: an eager Keras call costs ~10x the arithmetic of one
         # 224-pixel image on two cores, and model.predict more still.
         import tensorflow as tf
 
         size = self.input_size
-        self._forward = tf.function(
-            lambda images: self._logits_model(images, training=False),
-            input_signature=[tf.TensorSpec((None, size, size, 3), tf.float32)],
-        )
+        # Test-time augmentation: the model sees each image and its mirror
+        # images, and the logits and features are averaged (see flip_views).
+        self.test_time_flips: bool = card.get("test_time_augmentation") == TTA_FLIPS
+
+        def forward(images):
+            if not self.test_time_flips:
+                return self._logits_model(images, training=False)
+            features, logits = self._logits_model(flip_views(images), training=False)
+            return average_views(features), average_views(logits)
+
+        self._forward = tf.function(forward, input_signature=[tf.TensorSpec((None, size, size, 3), tf.float32)])
 
     @classmethod
     def load(cls, name_or_path: str, models_dir: str | Path | None = None,
@@ -133,10 +186,22 @@ class Classifier:
             model = keras.saving.load_model(model_path, compile=False, safe_mode=True)
         except Exception as exc:
             raise BloodcellError(f"could not load {model_path}: {type(exc).__name__}: {exc}") from None
-        return cls(model, card, folder)
+        classifier = cls(model, card, folder)
+        ood = card.get("ood")
+        if ood:
+            ood_path = folder / ood.get("file", OOD_FILE)
+            if verify_checksum and ood.get("sha256") and (
+                    not ood_path.is_file() or sha256_file(ood_path) != ood["sha256"]):
+                raise BloodcellError(f"{ood_path} is missing or does not match the sha256 in its model card")
+            classifier.outlier_detector = OutlierDetector.load(ood_path)
+        return classifier
 
     def logits(self, images: np.ndarray) -> np.ndarray:
         """Logits for a batch of model inputs (N, size, size, 3), float32 0..255."""
+        return self.features_and_logits(images)[1]
+
+    def features_and_logits(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Penultimate features and logits for a batch of model inputs."""
         images = np.asarray(images, dtype=np.float32)
         if images.ndim == 3:
             images = images[None]
@@ -145,17 +210,42 @@ class Classifier:
                 f"expected images of shape (N, {self.input_size}, {self.input_size}, 3), "
                 f"got {images.shape}"
             )
-        outputs = [
-            self._forward(images[start:start + BATCH_SIZE]).numpy()
-            for start in range(0, len(images), BATCH_SIZE)
-        ]
-        return np.concatenate(outputs) if outputs else np.zeros((0, len(self.classes)), np.float32)
+        features, logits = [], []
+        for start in range(0, len(images), BATCH_SIZE):
+            batch_features, batch_logits = self._forward(images[start:start + BATCH_SIZE])
+            features.append(batch_features.numpy())
+            logits.append(batch_logits.numpy())
+        if not logits:
+            width = int(self._logits_model.outputs[0].shape[-1])
+            return np.zeros((0, width), np.float32), np.zeros((0, len(self.classes)), np.float32)
+        return np.concatenate(features), np.concatenate(logits)
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
         return softmax(self.logits(images), self.temperature)
 
     def prepare(self, source: ImageSource) -> np.ndarray:
-        return load_model_input(source, self.input_size)
+        return load_model_input(source, self.input_size, self.view)
+
+    def ood_scores(self, features: np.ndarray) -> np.ndarray | None:
+        """Out-of-distribution scores of penultimate features, or None without a detector."""
+        return None if self.outlier_detector is None else self.outlier_detector.score(features)
+
+    def assess(self, name: str, image, model_input: np.ndarray | None = None) -> FilePrediction:
+        """Probabilities, out-of-distribution score and cell check for one decoded image."""
+        mask = find_cell(image)
+        if model_input is None:
+            model_input = to_model_input(image, self.input_size, self.view, mask)
+        features, logits = self.features_and_logits(model_input[None])
+        return self._prediction(name, features[0], logits[0], mask)
+
+    def _prediction(self, name: str, features: np.ndarray, logits: np.ndarray, mask) -> FilePrediction:
+        scores = self.ood_scores(features[None])
+        return FilePrediction(
+            name, softmax(logits[None], self.temperature)[0],
+            ood_score=None if scores is None else float(scores[0]),
+            ood_threshold=None if self.outlier_detector is None else self.outlier_detector.threshold,
+            cell_problem=mask.problem,
+        )
 
     def predict_sources(self, sources: list[ImageSource], names: list[str] | None = None) -> list[FilePrediction]:
         """Predict many files; an unreadable one gets an error, the rest go on."""
@@ -163,14 +253,19 @@ class Classifier:
         results = [FilePrediction(name) for name in names]
         ready: list[int] = []
         inputs: list[np.ndarray] = []
+        masks: list = []
         for index, source in enumerate(sources):
             try:
-                inputs.append(self.prepare(source))
+                image = read_image(source)
+                mask = find_cell(image)
+                inputs.append(to_model_input(image, self.input_size, self.view, mask))
+                masks.append(mask)
                 ready.append(index)
             except ImageReadError as exc:
                 results[index].error = str(exc)
             if len(inputs) == BATCH_SIZE or (index == len(sources) - 1 and inputs):
-                for position, probs in zip(ready, self.predict_proba(np.stack(inputs))):
-                    results[position].probabilities = probs
-                ready, inputs = [], []
+                features, logits = self.features_and_logits(np.stack(inputs))
+                for position, f, z, m in zip(ready, features, logits, masks):
+                    results[position] = self._prediction(names[position], f, z, m)
+                ready, inputs, masks = [], [], []
         return results

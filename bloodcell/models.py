@@ -19,6 +19,7 @@ from keras import layers, regularizers
 
 from bloodcell.config import MODEL_NAMES, NUM_CLASSES
 from bloodcell.errors import BloodcellError
+from bloodcell.imaging import CELL_VIEW, FULL_VIEW
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,8 @@ class ModelSpec:
     input_size: int
     last_conv_layer: str  # Grad-CAM target
     description: str
+    backbone: str  # "cnn" or "mobilenetv2": which builder and training recipe
+    view: str = FULL_VIEW  # what the model sees (bloodcell.imaging.VIEWS)
 
 
 MODEL_SPECS: dict[str, ModelSpec] = {
@@ -38,6 +41,7 @@ MODEL_SPECS: dict[str, ModelSpec] = {
         last_conv_layer="block4_relu2",
         description="Compact CNN trained from scratch: four conv blocks with batch "
         "normalisation, L2 weight decay and dropout, global average pooling.",
+        backbone="cnn",
     ),
     "mobilenetv2": ModelSpec(
         name="mobilenetv2",
@@ -45,6 +49,18 @@ MODEL_SPECS: dict[str, ModelSpec] = {
         last_conv_layer="out_relu",
         description="MobileNetV2 (alpha 1.0) pretrained on ImageNet, new classification "
         "head, then the top blocks fine-tuned at a low learning rate.",
+        backbone="mobilenetv2",
+    ),
+    "cellfocus": ModelSpec(
+        name="cellfocus",
+        input_size=224,
+        last_conv_layer="out_relu",
+        description="MobileNetV2 transfer learning on the cell view: each image cropped to "
+        "its white cell, stain-normalised to one reference and its background removed, "
+        "trained with hard colour augmentation, so that the lab cannot be read off the "
+        "input and the model has to look at the cell.",
+        backbone="mobilenetv2",
+        view=CELL_VIEW,
     ),
 }
 assert tuple(MODEL_SPECS) == MODEL_NAMES
@@ -76,7 +92,8 @@ BN_MOMENTUM = 0.9
 
 
 def build_cnn(input_size: int = MODEL_SPECS["cnn"].input_size, weight_decay: float = 5e-5,
-              filters: tuple[int, ...] = (32, 64, 128, 128), dropout: float = 0.3) -> keras.Model:
+              filters: tuple[int, ...] = (32, 64, 128, 128), dropout: float = 0.3,
+              name: str = "cnn") -> keras.Model:
     """A strided stem, then four blocks of two 3x3 convolutions with batch norm.
 
     Dropout sits in the head only: dropout between batch-norm layers shifts
@@ -103,12 +120,12 @@ def build_cnn(input_size: int = MODEL_SPECS["cnn"].input_size, weight_decay: flo
         if block < len(filters):
             x = layers.MaxPooling2D(name=f"block{block}_pool")(x)
     outputs = _classifier_head(x, dropout, weight_decay)
-    return keras.Model(inputs, outputs, name="cnn")
+    return keras.Model(inputs, outputs, name=name)
 
 
 def build_mobilenetv2(input_size: int = MODEL_SPECS["mobilenetv2"].input_size,
                       weights: str | None = "imagenet", dropout: float = 0.2,
-                      weight_decay: float = 1e-5) -> keras.Model:
+                      weight_decay: float = 1e-5, name: str = "mobilenetv2") -> keras.Model:
     """MobileNetV2 on `weights` with a new head, as one flat functional graph.
 
     `weights` is "imagenet" (Keras downloads it), a local `.h5` file, or None.
@@ -129,10 +146,11 @@ def build_mobilenetv2(input_size: int = MODEL_SPECS["mobilenetv2"].input_size,
             ) from None
         raise BloodcellError(f"could not load ImageNet weights from {weights}: {exc}") from None
     outputs = _classifier_head(base.output, dropout, weight_decay)
-    return keras.Model(inputs, outputs, name="mobilenetv2")
+    return keras.Model(inputs, outputs, name=name)
 
 
-def set_mobilenet_trainable(model: keras.Model, fine_tune: bool) -> None:
+def set_mobilenet_trainable(model: keras.Model, fine_tune: bool,
+                            fine_tune_from: str = MOBILENET_FINE_TUNE_FROM) -> None:
     """Freeze the whole base, or unfreeze its top blocks for fine-tuning.
 
     Batch-norm layers stay frozen either way: with small batches their
@@ -141,7 +159,7 @@ def set_mobilenet_trainable(model: keras.Model, fine_tune: bool) -> None:
     head = {"features", "head_dropout", "logits", "probabilities"}
     unfrozen = False
     for layer in model.layers:
-        if layer.name == MOBILENET_FINE_TUNE_FROM:
+        if layer.name == fine_tune_from:
             unfrozen = fine_tune
         if layer.name in head:
             layer.trainable = True
@@ -154,9 +172,9 @@ def set_mobilenet_trainable(model: keras.Model, fine_tune: bool) -> None:
 def build_model(name: str, input_size: int | None = None, base_weights: str | None = "imagenet") -> keras.Model:
     spec = get_spec(name)
     size = input_size or spec.input_size
-    if name == "cnn":
-        return build_cnn(size)
-    return build_mobilenetv2(size, weights=base_weights)
+    if spec.backbone == "cnn":
+        return build_cnn(size, name=name)
+    return build_mobilenetv2(size, weights=base_weights, name=name)
 
 
 def is_flat(model: keras.Model) -> bool:

@@ -16,13 +16,15 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
+from bloodcell.abstention import DEFAULT_MIN_CONFIDENCE, NOT_A_CELL, NOT_CONFIDENT, verdict
+from bloodcell.cellmask import find_cell
 from bloodcell.config import CLASS_NAMES
 from bloodcell.errors import ImageReadError
 from bloodcell.explain import GRADCAM, Explainer
-from bloodcell.imaging import read_image, to_model_input
+from bloodcell.imaging import CELL_VIEW, read_image, to_model_input
 from bloodcell.inference import Classifier
 
-DEFAULT_UNSURE_THRESHOLD = 0.70
+DEFAULT_UNSURE_THRESHOLD = DEFAULT_MIN_CONFIDENCE
 
 
 @dataclass
@@ -37,10 +39,25 @@ class Analysis:
     method: str | None = None
     error: str | None = None
     image_size: tuple[int, int] | None = None
+    ood_score: float | None = None
+    ood_threshold: float | None = None
+    cell_problem: str | None = None  # why the cell mask sees no single centred cell
+    # For a cell-view model: what it saw (uint8) and where that square lies in
+    # the image (left, top, right, bottom as fractions), so the heatmap can be
+    # drawn over the right part of the photo.
+    model_view: np.ndarray | None = None
+    view_box: tuple[float, float, float, float] | None = None
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    def verdict(self, threshold: float = DEFAULT_UNSURE_THRESHOLD) -> str | None:
+        """OK, not confident, or not a single blood cell (see bloodcell.abstention)."""
+        if not self.ok:
+            return None
+        return verdict(self.confidence, self.ood_score, self.ood_threshold, self.cell_problem,
+                       threshold)
 
     @property
     def predicted_class(self) -> str | None:
@@ -51,7 +68,7 @@ class Analysis:
         return None if self.probabilities is None else float(np.max(self.probabilities))
 
     def is_unsure(self, threshold: float = DEFAULT_UNSURE_THRESHOLD) -> bool:
-        return self.ok and self.confidence < threshold
+        return self.ok and self.verdict(threshold) == NOT_CONFIDENT
 
 
 @dataclass
@@ -89,12 +106,24 @@ class ModelService:
             image = data if isinstance(data, Image.Image) else read_image(data)
         except ImageReadError as exc:
             return Analysis(name, self.name, error=str(exc))
-        model_input = to_model_input(image, self.classifier.input_size)
+        classifier = self.classifier
+        mask = find_cell(image)
+        model_input = to_model_input(image, classifier.input_size, classifier.view, mask)
         with self.lock:
             explanation = self.explainer.explain(model_input, method, class_index)
+        scores = classifier.ood_scores(explanation.features[None])
+        detector = classifier.outlier_detector
+        view, box = None, None
+        if classifier.view == CELL_VIEW:
+            view = np.clip(model_input + 0.5, 0, 255).astype(np.uint8)
+            left, top, right, bottom = mask.box()
+            box = (left / image.width, top / image.height, right / image.width, bottom / image.height)
         # float16 halves what the app's result cache holds; 0..1 needs no more.
         return Analysis(name, self.name, explanation.probabilities, explanation.class_index,
-                        explanation.heatmap.astype(np.float16), explanation.method, image_size=image.size)
+                        explanation.heatmap.astype(np.float16), explanation.method, image_size=image.size,
+                        ood_score=None if scores is None else float(scores[0]),
+                        ood_threshold=None if detector is None else detector.threshold,
+                        cell_problem=mask.problem, model_view=view, view_box=box)
 
 
 def results_rows(analyses: list[Analysis], threshold: float = DEFAULT_UNSURE_THRESHOLD) -> list[dict]:
@@ -102,11 +131,12 @@ def results_rows(analyses: list[Analysis], threshold: float = DEFAULT_UNSURE_THR
     rows = []
     for a in analyses:
         row = {"file": a.name, "model": a.model,
+               "verdict": a.verdict(threshold) or "unreadable",
                "predicted_class": a.predicted_class or "",
                "confidence": round(a.confidence, 4) if a.ok else None}
         for i, label in enumerate(CLASS_NAMES):
             row[label] = round(float(a.probabilities[i]), 4) if a.ok else None
-        row["unsure"] = a.is_unsure(threshold) if a.ok else None
+        row["ood_score"] = None if a.ood_score is None else round(a.ood_score, 2)
         row["error"] = a.error or ""
         rows.append(row)
     return rows
@@ -123,12 +153,14 @@ def rows_to_csv(rows: list[dict]) -> str:
 
 
 def differential_count(analyses: list[Analysis], threshold: float = DEFAULT_UNSURE_THRESHOLD) -> dict[str, int]:
-    """How many images fall in each class; unsure and unreadable ones counted apart."""
+    """How many images fall in each class; flagged and unreadable ones counted apart."""
     counts: Counter = Counter({label: 0 for label in CLASS_NAMES})
     for a in analyses:
         if not a.ok:
             counts["unreadable"] += 1
-        elif a.is_unsure(threshold):
+        elif a.verdict(threshold) == NOT_A_CELL:
+            counts["not a cell"] += 1
+        elif a.verdict(threshold) == NOT_CONFIDENT:
             counts["unsure"] += 1
         else:
             counts[a.predicted_class] += 1

@@ -15,9 +15,12 @@ st.markdown(
     "lab (Barcelona, CellaVision DM96), myeloblasts and segmented neutrophils in another (Munich). "
     "Stain, background and magnification differ, so a model can score high by recognising the lab "
     "instead of the cell. The check: 300 segmented neutrophils photographed in the Barcelona lab, "
-    "used for evaluation only (accuracy per model below).\n"
-    "- **Single cells only.** The models were trained on crops centred on one white cell. "
-    "A whole smear, a photo of anything else or a blank slide still gets one of the five classes.\n"
+    "used for evaluation only (accuracy per model below; the Trust page has the full audit). The "
+    "default model, cellfocus, sees only the cell: cropped, stain-normalised, background removed.\n"
+    "- **Single cells only.** The models were trained on crops centred on one white cell. An "
+    "image far from every training image (a whole smear, a photo of anything else, a blank "
+    "slide) is flagged as not a single blood-cell image; the check is a distance in the model's "
+    "feature space, so an unusual cell can be flagged and an odd image can slip through.\n"
     "- **Calibrated on the validation split.** Probabilities are temperature-scaled; on images unlike "
     "the training set they can still be confidently wrong."
 )
@@ -39,8 +42,12 @@ for name in model_names():
             f"- Trained {card.get('epochs_run')} epochs (best {card.get('best_epoch')}) in "
             f"{card.get('training_seconds', 0) / 60:.1f} min on {env.get('cpu', '?')} "
             f"({env.get('cpu_count', '?')} cores), TensorFlow {env.get('tensorflow', '?')}, Keras {env.get('keras', '?')}\n"
-            f"- Test accuracy {card.get('test_metrics', {}).get('accuracy', 0):.2%}"
+            f"- Test accuracy {card.get('test_metrics', {}).get('accuracy', 0):.2%}\n"
+            f"- What it sees: {card.get('input', 'the whole image')}"
         )
+        if card.get("shortcut_measures"):
+            st.markdown("**Against the two-lab shortcut**\n" + "\n".join(
+                f"- *{key}:* {text}" for key, text in card["shortcut_measures"].items()))
         st.json(card.get("hyperparameters", {}), expanded=False)
 
 st.header("Data, citations and licences")

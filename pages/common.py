@@ -12,7 +12,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from bloodcell.config import resolve_data_dir, resolve_models_dir
+from bloodcell.config import DEFAULT_MODEL, resolve_data_dir, resolve_models_dir
 from bloodcell.dataset_stats import DatasetOverview, overview
 from bloodcell.errors import BloodcellError
 from bloodcell.inference import available_models, read_json
@@ -20,7 +20,8 @@ from bloodcell.inference import available_models, read_json
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 MODEL_KEY = "model"
 MODEL_WIDGET_KEY = "model_widget"
-PREFERRED_DEFAULT_MODEL = "mobilenetv2"
+# The default model first; the others in this order when it is missing.
+PREFERRED_MODELS = (DEFAULT_MODEL, "mobilenetv2", "cnn")
 
 LOADS: Counter = Counter()
 
@@ -46,11 +47,11 @@ def load_service(name: str, folder: str):
 
 @st.cache_resource
 def load_model_files(name: str, folder: str) -> dict:
-    """card.json, history.json, metrics.json and cross_source.json of one model (None where missing)."""
+    """card, history, metrics, cross_source and audit JSON files of one model (None where missing)."""
     LOADS[f"{name}/files"] += 1
     base = Path(folder) / name
     files = {}
-    for key in ("card", "history", "metrics", "cross_source"):
+    for key in ("card", "history", "metrics", "cross_source", "audit"):
         try:
             files[key] = read_json(base / f"{key}.json")
         except BloodcellError:
@@ -68,6 +69,16 @@ def load_split_sizes(folder: str) -> dict | None:
         return load_manifest(manifest_path(Path(folder))).sizes()
     except BloodcellError:
         return None
+
+
+@st.cache_resource(show_spinner="Measuring each lab's look…")
+def load_lab_looks(data_folder: str, models_folder: str):
+    """The audit's per-lab stain and empty fields, to rebuild counterfactual examples."""
+    from bloodcell.audit import lab_looks
+    from bloodcell.data import load_manifest, manifest_path
+
+    LOADS["lab_looks"] += 1
+    return lab_looks(load_manifest(manifest_path(Path(models_folder))), Path(data_folder))
 
 
 @st.cache_resource(show_spinner="Reading the dataset folder…", ttl=600)
@@ -126,7 +137,7 @@ def render_sidebar() -> None:
     with st.sidebar:
         if names:
             if st.session_state.get(MODEL_KEY) not in names:
-                preferred = PREFERRED_DEFAULT_MODEL if PREFERRED_DEFAULT_MODEL in names else names[0]
+                preferred = next((n for n in PREFERRED_MODELS if n in names), names[0])
                 st.session_state[MODEL_KEY] = preferred
             # Streamlit forgets a widget's state when a page that does not draw
             # it runs; the choice lives under a plain key and is copied in and out.

@@ -16,7 +16,8 @@ st.markdown(
 )
 st.warning(
     "A research and teaching tool, not a diagnostic device. The training images come from two "
-    "labs, and the models can learn the lab instead of the cell; the About page explains.",
+    "labs, and a model can learn the lab instead of the cell; the Trust page shows which of our "
+    "models do, and why the default one looks only at the cell.",
     icon=":material/science:",
 )
 
@@ -33,7 +34,9 @@ for row_start in range(0, len(CLASS_NAMES), 3):
             )
 
 st.subheader("Where next")
-left, middle, right = st.columns(3)
-left.page_link("pages/predict.py", label="Predict: classify your own images", icon=":material/biotech:")
-middle.page_link("pages/dataset.py", label="Dataset: browse the training images", icon=":material/photo_library:")
-right.page_link("pages/training.py", label="Training: curves and confusion matrices", icon=":material/monitoring:")
+first, second, third, fourth = st.columns(4)
+first.page_link("pages/predict.py", label="Predict: classify your own images", icon=":material/biotech:")
+second.page_link("pages/trust.py", label="Trust: is the model right for the right reason?",
+                 icon=":material/verified_user:")
+third.page_link("pages/dataset.py", label="Dataset: browse the training images", icon=":material/photo_library:")
+fourth.page_link("pages/training.py", label="Training: curves and confusion matrices", icon=":material/monitoring:")

@@ -4,7 +4,9 @@ import random
 from pathlib import Path
 
 import streamlit as st
+from PIL import Image
 
+from bloodcell.abstention import NOT_A_CELL, NOT_CONFIDENT
 from bloodcell.cells import DISPLAY_NAMES
 from bloodcell.charts import counts_figure, probability_figure
 from bloodcell.config import CLASS_NAMES
@@ -75,31 +77,55 @@ def settings() -> dict:
                              format_func=lambda v: v if v == PREDICTED else DISPLAY_NAMES[v],
                              help="Which class the heatmap explains: the prediction, or any other class.")
         opacity = c.slider("Heatmap opacity", 0.0, 1.0, 0.45, 0.05)
-        threshold = d.slider("Unsure below", 0.0, 1.0, DEFAULT_UNSURE_THRESHOLD, 0.05,
-                             help="Below this calibrated confidence the app says the model is unsure.")
+        threshold = d.slider("Not confident below", 0.0, 1.0, DEFAULT_UNSURE_THRESHOLD, 0.05,
+                             help="Below this calibrated probability the app gives no class. Images "
+                                  "far from all training images are flagged whatever the probability.")
         others = [n for n in model_names() if n != selected_model()]
         compare = st.toggle(f"Compare with {', '.join(others)}", disabled=not others) if others else False
     return {"method": method, "class_index": None if target == PREDICTED else CLASS_NAMES.index(target),
             "opacity": opacity, "threshold": threshold, "compare": compare}
 
 
-def show_verdict(result, threshold: float) -> None:
+def show_verdict(result, threshold: float, key: str) -> None:
+    """The verdict box; its container key (CSS class st-key-verdict_…) lets browser tests find it."""
+    with st.container(key=f"verdict_{key}"):
+        verdict_box(result, threshold)
+
+
+def verdict_box(result, threshold: float) -> None:
     label = DISPLAY_NAMES[result.predicted_class]
-    if result.is_unsure(threshold):
-        st.warning(f"**Not sure.** Best guess: {label} at {result.confidence:.0%}, "
+    verdict = result.verdict(threshold)
+    if verdict == NOT_A_CELL:
+        reason = result.cell_problem or (f"far from every training image (score "
+                                         f"{result.ood_score:.1f}, limit {result.ood_threshold:.1f})")
+        st.error(f"**Does not look like a single blood-cell image** ({reason}). The model would "
+                 f"say {label} at {result.confidence:.0%}; do not trust it.", icon=":material/block:")
+    elif verdict == NOT_CONFIDENT:
+        st.warning(f"**Not confident.** Best guess: {label} at {result.confidence:.0%}, "
                    f"below the {threshold:.0%} threshold.", icon=":material/help:")
     else:
         st.success(f"**{label}** — {result.confidence:.1%}", icon=":material/check_circle:")
 
 
+def heatmap_image(image, result, opacity: float):
+    """The heatmap over the photo (over the cell's square for a cell-view model)."""
+    return overlay(image, result.heatmap, opacity, DISPLAY_SIDE, box=result.view_box)
+
+
 def show_result(image, result, options: dict, key: str) -> None:
     original, heat, verdict = st.columns([1, 1, 1.4])
-    original.image(image, caption=f"{result.model}: input", width="stretch")
+    if result.model_view is not None:
+        original.image(image, caption="input", width="stretch")
+        original.image(overlay(Image.fromarray(result.model_view), result.heatmap, options["opacity"]),
+                       caption=f"{result.model} sees the cell view: cropped, stain-normalised, "
+                               "background removed", width="stretch")
+    else:
+        original.image(image, caption=f"{result.model}: input", width="stretch")
     explained = DISPLAY_NAMES[CLASS_NAMES[result.class_index]]
-    heat.image(overlay(image, result.heatmap, options["opacity"], DISPLAY_SIDE),
+    heat.image(heatmap_image(image, result, options["opacity"]),
                caption=f"{result.method} for {explained}", width="stretch")
     with verdict:
-        show_verdict(result, options["threshold"])
+        show_verdict(result, options["threshold"], key)
         st.plotly_chart(probability_figure(result.probabilities, int(result.probabilities.argmax()),
                                            options["threshold"]),
                         width="stretch", key=key)
@@ -112,9 +138,9 @@ def show_comparison(image, results, options: dict, key: str) -> None:
     for column, result in zip(columns[1:], results):
         with column:
             explained = DISPLAY_NAMES[CLASS_NAMES[result.class_index]]
-            st.image(overlay(image, result.heatmap, options["opacity"], DISPLAY_SIDE),
+            st.image(heatmap_image(image, result, options["opacity"]),
                      caption=f"{result.model}: {result.method} for {explained}", width="stretch")
-            show_verdict(result, options["threshold"])
+            show_verdict(result, options["threshold"], f"{key}_{result.model}")
             st.plotly_chart(probability_figure(result.probabilities, int(result.probabilities.argmax()),
                                                options["threshold"]), width="stretch",
                             key=f"{key}_{result.model}")

@@ -63,7 +63,9 @@ def imagenet_weights() -> Path:
 
 @pytest.fixture(scope="session")
 def shipped_models() -> Path:
-    for name in ("cnn", "mobilenetv2"):
+    from bloodcell.config import MODEL_NAMES
+
+    for name in MODEL_NAMES:
         require(SHIPPED_MODELS / name / "model.keras", f"shipped model {name}")
     return SHIPPED_MODELS
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from bloodcell.config import CLASS_NAMES, DATA_ENV, MODELS_ENV, PROJECT_ROOT
+from bloodcell.config import CLASS_NAMES, CROSS_SOURCE_ENV, DATA_ENV, MODEL_NAMES, MODELS_ENV, PROJECT_ROOT
 from bloodcell.cells import DISPLAY_NAMES
 from conftest import draw_cell, encode
 
-PAGES = ["pages/home.py", "pages/dataset.py", "pages/training.py", "pages/predict.py", "pages/about.py"]
+PAGES = ["pages/home.py", "pages/dataset.py", "pages/training.py", "pages/predict.py", "pages/trust.py",
+         "pages/about.py"]
 TIMEOUT = 120
 
 
@@ -26,8 +27,9 @@ def verdicts(app: AppTest) -> list[str]:
 
 
 @pytest.fixture()
-def with_data(monkeypatch, real_data, shipped_models):
+def with_data(monkeypatch, real_data, cross_source_data, shipped_models):
     monkeypatch.setenv(DATA_ENV, str(real_data))
+    monkeypatch.setenv(CROSS_SOURCE_ENV, str(cross_source_data))
     monkeypatch.setenv(MODELS_ENV, str(shipped_models))
 
 
@@ -74,6 +76,26 @@ def test_predict_uploaded_cell_shows_class_and_heatmap(with_data, real_data):
     assert "Grad-CAM" in captions
 
 
+def test_a_photo_that_is_no_blood_cell_gets_no_class(with_data):
+    from skimage import data as skimage_data
+    from PIL import Image
+
+    app = open_page("pages/predict.py")
+    cat = encode(Image.fromarray(skimage_data.chelsea()))
+    app.file_uploader(key="uploads").set_value(("cat.png", cat, "image/png")).run()
+    assert not app.exception, app.exception
+    assert not verdicts(app), "no class is claimed for a cat"
+    assert any("Does not look like a single blood-cell image" in e.value for e in app.error)
+
+
+def test_trust_page_shows_the_audit_and_examples(with_data):
+    app = open_page("pages/trust.py")
+    assert not app.exception, app.exception
+    assert len(app.dataframe) >= 3  # models, colour baselines, abstention probes
+    captions = " ".join(c for image in app.get("image") for c in image.captions)
+    assert "true " in captions and "says" in captions  # example cells with heatmaps
+
+
 def test_bad_file_is_reported_and_good_file_still_classified(with_data, real_data):
     good = sorted((real_data / "basophil").iterdir())[0]
     app = open_page("pages/predict.py")
@@ -94,9 +116,9 @@ def test_compare_models_and_other_methods(with_data, real_data):
     path = sorted((real_data / "monocyte").iterdir())[0]
     app = open_page("pages/predict.py")
     app.file_uploader(key="uploads").set_value((path.name, path.read_bytes(), "image/jpeg")).run()
-    app.toggle[-1].set_value(True).run()  # compare with the other model
+    app.toggle[-1].set_value(True).run()  # compare with the other models
     assert not app.exception, app.exception
-    assert len(verdicts(app)) == 2
+    assert len(verdicts(app)) == len(MODEL_NAMES)
     method = next(s for s in app.selectbox if s.label == "Explanation")
     method.set_value("Grad-CAM++").run()
     assert not app.exception, app.exception

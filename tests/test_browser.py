@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from bloodcell.bench import CHROMIUM_FLAGS, app_server, find_chromium_binary
+from bloodcell.bench import CHROMIUM_FLAGS, VERDICT, app_server, find_chromium_binary
 from bloodcell.cells import DISPLAY_NAMES
-from bloodcell.config import PROJECT_ROOT
+from bloodcell.config import DEFAULT_MODEL, PROJECT_ROOT
 from conftest import IN_CI
 
 pytestmark = pytest.mark.browser
@@ -54,7 +54,7 @@ def test_upload_on_predict_shows_class_and_heatmap(running_app, real_data):
             page.get_by_role("heading", name="Predict").wait_for(timeout=RESULT_TIMEOUT_MS)
             assert page.get_by_role("link", name="Home").count() >= 1
             page.locator('input[type="file"]').first.set_input_files(str(cell))
-            verdict = page.locator('[data-testid="stAlertContentSuccess"], [data-testid="stAlertContentWarning"]')
+            verdict = page.locator(VERDICT)
             verdict.first.wait_for(timeout=RESULT_TIMEOUT_MS)
             text = verdict.first.inner_text()
             assert any(name in text for name in DISPLAY_NAMES.values()), text
@@ -66,9 +66,15 @@ def test_upload_on_predict_shows_class_and_heatmap(running_app, real_data):
                 "() => [...document.querySelectorAll('[data-testid=stImage] img')]"
                 ".every(img => img.complete && img.naturalWidth > 0)", timeout=RESULT_TIMEOUT_MS)
             page.locator(".js-plotly-plot").first.wait_for(timeout=RESULT_TIMEOUT_MS)
-            # The default model (chosen on Home) survives the switch to Predict.
-            assert page.get_by_text("mobilenetv2: input").count() == 1
+            # The default model (chosen on Home) survives the switch to Predict,
+            # and shows what it saw: the cell view.
+            assert page.get_by_text(f"{DEFAULT_MODEL} sees the cell view").count() == 1
             page.screenshot(path=str(OUTPUT_DIR / "browser-predict.png"), full_page=True)
+            assert not page.locator('[data-testid="stException"]').count()
+            # The Trust page shows every model's audit side by side.
+            page.get_by_role("link", name="Trust").first.click()
+            page.get_by_role("heading", name="Trust").wait_for(timeout=RESULT_TIMEOUT_MS)
+            page.locator(".js-plotly-plot").first.wait_for(timeout=RESULT_TIMEOUT_MS)
             assert not page.locator('[data-testid="stException"]').count()
         finally:
             browser.close()

@@ -27,11 +27,11 @@ def test_module_entry_point_help():
     result = subprocess.run([sys.executable, "-m", "bloodcell", "--help"], capture_output=True,
                             text=True, cwd=PROJECT_ROOT, timeout=60)
     assert result.returncode == 0
-    for command in ("train", "evaluate", "predict", "download"):
+    for command in ("train", "evaluate", "predict", "calibrate", "audit", "bench", "download"):
         assert command in result.stdout
 
 
-@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "download"])
+@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "calibrate", "audit", "bench", "download"])
 def test_every_command_has_help(capsys, command):
     code, out, _ = run_cli(capsys, command, "--help")
     assert code == 0 and "usage:" in out
@@ -44,6 +44,8 @@ def test_every_command_has_help(capsys, command):
         ["train", "--model", "resnet"],
         ["train", "--model", "cnn", "--epochs", "many"],
         ["predict", "--model", "cnn"],
+        ["predict", "--min-confidence", "high", "x.jpg"],
+        ["audit", "--limit", "some"],
         ["launch"],
     ],
 )
@@ -120,12 +122,14 @@ def test_predict_real_images_files_and_folders(capsys, shipped_models, small_rea
                            str(single), str(small_real_folder / "seg_neutrophil" / "notes.png"), "--csv", str(out))
     assert code == 0, err
     rows = list(csv.DictReader(out.open()))
-    assert list(rows[0]) == ["file", "predicted_class", "confidence", *CLASS_NAMES, "error"]
+    assert list(rows[0]) == ["file", "verdict", "predicted_class", "confidence", *CLASS_NAMES,
+                             "ood_score", "error"]
     assert len(rows) == 4 + 1 + 1 + 1  # 4 good + truncated in the folder, one file, the text file
     errors = {row["file"].rsplit("/", 1)[-1]: row["error"] for row in rows if row["error"]}
     assert set(errors) == {"truncated.jpg", "notes.png"}
     good = [row for row in rows if not row["error"]]
     assert all(row["predicted_class"] in CLASS_NAMES for row in good)
+    assert all(row["verdict"] == "ok" and float(row["ood_score"]) >= 0 for row in good)
     assert all(abs(sum(float(row[c]) for c in CLASS_NAMES) - 1) < 1e-3 for row in good)
     assert sum(row["predicted_class"] == "basophil" for row in good) >= 3
 
@@ -133,4 +137,33 @@ def test_predict_real_images_files_and_folders(capsys, shipped_models, small_rea
 def test_predict_to_stdout(capsys, shipped_models, small_real_folder):
     image = next((small_real_folder / "basophil").glob("BA_*.jpg"))
     code, out, _ = run_cli(capsys, "predict", "--model", "cnn", str(image))
-    assert code == 0 and out.startswith("file,predicted_class,confidence")
+    assert code == 0 and out.startswith("file,verdict,predicted_class,confidence")
+
+
+def test_predict_flags_what_is_not_a_blood_cell(capsys, shipped_models, tmp_path):
+    from skimage import data as skimage_data
+    from PIL import Image
+
+    photos = {"cat.png": skimage_data.chelsea(), "coffee.png": skimage_data.coffee()}
+    for name, pixels in photos.items():
+        Image.fromarray(pixels).save(tmp_path / name)
+    Image.new("RGB", (360, 360), (236, 226, 214)).save(tmp_path / "blank.png")
+    code, out, err = run_cli(capsys, "predict", str(tmp_path), "--csv", str(tmp_path / "out.csv"))
+    assert code == 0, err
+    rows = list(csv.DictReader((tmp_path / "out.csv").open()))
+    assert len(rows) == 3
+    assert all(row["verdict"] == "does not look like a single blood-cell image" for row in rows), rows
+
+
+def test_predict_min_confidence_out_of_range(capsys, shipped_models, small_real_folder):
+    code, _, err = run_cli(capsys, "predict", "--model", "cnn", "--min-confidence", "1.5", str(small_real_folder))
+    assert code == 2 and "between 0 and 1" in err
+
+
+def test_audit_command_prints_and_saves(capsys, tiny_models_dir, drawn_dataset):
+    code, out, err = run_cli(capsys, "audit", "--model", "cnn", "--models-dir", str(tiny_models_dir),
+                             "--data", str(drawn_dataset), "--limit", "3")
+    assert code == 0, err
+    assert "Shortcut audit of cnn (3 test images, limited)" in out
+    assert "counterfactual" in out and "colour-only baseline" in out
+    assert json.loads((tiny_models_dir / "cnn" / "audit.json").read_text())["test_images"] == 3

@@ -93,3 +93,34 @@ def test_upsample_matches_scipy_zoom():
 
     cam = np.random.default_rng(0).random((7, 7)).astype(np.float32)
     assert np.allclose(upsample(cam, 224), zoom(cam, 32, order=1), atol=1e-5)
+
+
+def test_overlay_with_a_box_colours_only_that_square():
+    image = Image.new("RGB", (200, 100), (255, 255, 255))
+    heat = np.ones((32, 32), np.float32)
+    result = np.asarray(overlay(image, heat, 0.5, box=(0.5, 0.0, 1.0, 1.0)))
+    assert (result[:, :100] == 255).all()  # left half untouched
+    assert (result[:, 100:] != 255).any(axis=-1).all()  # right half tinted
+
+
+def test_cell_view_gradcam_is_tf_keras_vis_averaged_over_the_mirror_views(shipped_models, real_data):
+    """With test-time flips, the heatmap is the mean of the four views' Grad-CAMs, flipped back."""
+    from tf_keras_vis.gradcam import Gradcam
+    from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
+    from tf_keras_vis.utils.scores import CategoricalScore
+
+    from bloodcell.config import DEFAULT_MODEL
+
+    classifier = Classifier.load(DEFAULT_MODEL, shipped_models)
+    assert classifier.test_time_flips
+    explainer = Explainer(classifier)
+    model_input = real_input(classifier, real_data, "seg_neutrophil")
+    ours = explainer.gradcam(model_input)
+    reference = Gradcam(classifier.model, model_modifier=ReplaceToLinear(), clone=True)
+    views = [model_input, model_input[:, ::-1], model_input[::-1], model_input[::-1, ::-1]]
+    maps = [reference(CategoricalScore([ours.class_index]), np.ascontiguousarray(v)[None],
+                      penultimate_layer=explainer.layer_name, seek_penultimate_conv_layer=False)[0]
+            for v in views]
+    unflipped = [maps[0], maps[1][:, ::-1], maps[2][::-1], maps[3][::-1, ::-1]]
+    correlation = np.corrcoef(ours.heatmap.ravel(), np.mean(unflipped, axis=0).ravel())[0, 1]
+    assert correlation >= 0.97, correlation

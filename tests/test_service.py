@@ -66,9 +66,13 @@ def test_rows_csv_and_differential_count():
     ]
     rows = results_rows(analyses, threshold=0.7)
     assert [r["predicted_class"] for r in rows] == ["basophil", "monocyte", "seg_neutrophil", ""]
-    assert [r["unsure"] for r in rows] == [False, True, False, None]
+    assert [r["verdict"] for r in rows] == ["ok", "not confident", "ok", "unreadable"]
     parsed = list(csv.DictReader(io.StringIO(rows_to_csv(rows))))
     assert parsed[3]["error"] == "file is empty (0 bytes)" and parsed[0]["basophil"] == "0.9"
     counts = differential_count(analyses, threshold=0.7)
     assert counts["basophil"] == 1 and counts["seg_neutrophil"] == 1
     assert counts["unsure"] == 1 and counts["unreadable"] == 1 and counts["monocyte"] == 0
+    far = make("e.jpg", [0.99, 0.01, 0, 0, 0])
+    far.ood_score, far.ood_threshold = 30.0, 10.0
+    assert results_rows([far])[0]["verdict"] == "does not look like a single blood-cell image"
+    assert differential_count([far])["not a cell"] == 1

@@ -57,3 +57,59 @@ def test_training_stores_a_fitted_temperature(tiny_models_dir):
     assert 0.05 <= calibration["temperature"] <= 20
     assert calibration["val"]["nll_after"] <= calibration["val"]["nll_before"] + 0.05
     assert Classifier.load("cnn", tiny_models_dir).temperature == calibration["temperature"]
+
+
+@pytest.fixture(scope="module")
+def tiny_cell_models_dir(tmp_path_factory, drawn_dataset, imagenet_weights):
+    """A cellfocus model (cell view) trained for one epoch at 32 pixels."""
+    from bloodcell.training import train
+
+    models_dir = tmp_path_factory.mktemp("cell-models")
+    train("cellfocus", drawn_dataset, models_dir, epochs=1, image_size=32, batch_size=8, verbose=0,
+          base_weights=str(imagenet_weights))
+    return models_dir
+
+
+def test_cell_view_model_records_its_view_and_abstention(tiny_cell_models_dir):
+    folder = tiny_cell_models_dir / "cellfocus"
+    card = json.loads((folder / "card.json").read_text())
+    assert card["view"] == "cell"
+    assert "colour" in card["hyperparameters"]["augmentation"]
+    assert card["ood"]["sha256"] == sha256_file(folder / "ood.npz")
+    classifier = Classifier.load("cellfocus", tiny_cell_models_dir)
+    assert classifier.view == "cell" and classifier.outlier_detector is not None
+
+
+def test_cell_view_is_the_same_in_training_and_prediction(tiny_cell_models_dir, drawn_dataset):
+    """The pipeline and the CLI/app path give one image the same input, so the same answer."""
+    classifier = Classifier.load("cellfocus", tiny_cell_models_dir)
+    files = sorted((drawn_dataset / "monocyte").iterdir())[:4]
+    dataset = make_dataset(files, [2] * len(files), 32, batch_size=len(files), view="cell")
+    from_pipeline = classifier.predict_proba(next(iter(dataset))[0].numpy())
+    from_files = np.stack([r.probabilities for r in classifier.predict_sources(files)])
+    np.testing.assert_allclose(from_pipeline, from_files, atol=1e-5)
+
+
+def test_tampered_outlier_file_is_refused(tiny_cell_models_dir, tmp_path):
+    import shutil
+
+    shutil.copytree(tiny_cell_models_dir / "cellfocus", tmp_path / "cellfocus")
+    (tmp_path / "cellfocus" / "ood.npz").write_bytes(b"replaced")
+    with pytest.raises(BloodcellError, match="sha256"):
+        Classifier.load(str(tmp_path / "cellfocus"))
+
+
+def test_test_time_flips_make_the_answer_mirror_invariant(tiny_cell_models_dir, drawn_dataset):
+    """Four mirror views are averaged, so an image and its mirror get one answer and mirrored heatmaps."""
+    from bloodcell.explain import Explainer
+
+    classifier = Classifier.load("cellfocus", tiny_cell_models_dir)
+    assert classifier.test_time_flips
+    image = classifier.prepare(sorted((drawn_dataset / "basophil").iterdir())[0])
+    mirrored = np.ascontiguousarray(image[:, ::-1])
+    np.testing.assert_allclose(classifier.predict_proba(image[None]), classifier.predict_proba(mirrored[None]),
+                               atol=1e-5)
+    explainer = Explainer(classifier)
+    direct, flipped = explainer.gradcam(image), explainer.gradcam(mirrored)
+    np.testing.assert_allclose(direct.probabilities, classifier.predict_proba(image[None])[0], atol=1e-5)
+    np.testing.assert_allclose(direct.heatmap[:, ::-1], flipped.heatmap, atol=1e-4)

@@ -1,0 +1,124 @@
+"""When to give no class: images that are not a single blood cell, or unsure calls.
+
+A classifier always answers one of its five classes, even for a photo of a
+cat. Two checks stand between its answer and the user:
+
+- an out-of-distribution score: the Mahalanobis distance of the image's
+  penultimate features (the pooled last convolution) to the nearest class
+  centre, with one covariance shared by the classes (Lee et al., 2018),
+  fitted on the training split in a PCA space that keeps the distance
+  stable with a few thousand images. The flagging threshold is a high
+  quantile of the validation split's scores, so a known share of real cells
+  is flagged (the cost) and far-away inputs are caught (the benefit);
+- the calibrated top probability: below a threshold the answer is "not
+  confident".
+
+Images where the cell mask finds no stained nucleus, several separate
+nuclei, or no nucleus near the centre are flagged too (CellMask.problem):
+a fact about the pixels, not a guess of the model.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bloodcell.errors import BloodcellError
+
+OOD_FILE = "ood.npz"
+# Keep this many principal components of the penultimate features.
+PCA_COMPONENTS = 48
+# Share of validation images allowed above the threshold.
+VALIDATION_QUANTILE = 0.995
+# Below this calibrated top probability the answer is "not confident".
+DEFAULT_MIN_CONFIDENCE = 0.70
+
+OK = "ok"
+NOT_CONFIDENT = "not confident"
+NOT_A_CELL = "does not look like a single blood-cell image"
+# What each verdict means, in the words the CLI and the app show.
+VERDICT_HELP = {
+    OK: "a single white blood cell, classified with confidence",
+    NOT_CONFIDENT: "the calibrated top probability is below the threshold",
+    NOT_A_CELL: "the image is far from every training image (or shows no single stained cell)",
+}
+
+
+@dataclass
+class OutlierDetector:
+    """Class-conditional Gaussian model of a classifier's penultimate features."""
+
+    pca_mean: np.ndarray  # (d,)
+    pca_components: np.ndarray  # (k, d)
+    class_means: np.ndarray  # (classes, k)
+    precision: np.ndarray  # (k, k)
+    threshold: float
+
+    @classmethod
+    def fit(cls, features: np.ndarray, labels: np.ndarray, validation_features: np.ndarray,
+            components: int = PCA_COMPONENTS, quantile: float = VALIDATION_QUANTILE) -> "OutlierDetector":
+        """Fit on training features; set the threshold on validation features."""
+        features = np.asarray(features, np.float64)
+        labels = np.asarray(labels)
+        if features.ndim != 2 or len(features) != len(labels) or len(features) < 2:
+            raise ValueError("features must be (n, d) with one label per row and n >= 2")
+        mean = features.mean(axis=0)
+        _, _, vt = np.linalg.svd(features - mean, full_matrices=False)
+        basis = vt[: min(components, vt.shape[0])]
+        projected = (features - mean) @ basis.T
+        classes = np.unique(labels)
+        class_means = np.stack([projected[labels == c].mean(axis=0) for c in classes])
+        centred = projected - class_means[np.searchsorted(classes, labels)]
+        covariance = centred.T @ centred / len(centred)
+        # A little ridge keeps near-empty directions from dominating the distance.
+        covariance += np.eye(len(covariance)) * 1e-3 * np.trace(covariance) / len(covariance)
+        detector = cls(mean, basis, class_means, np.linalg.inv(covariance), np.inf)
+        detector.threshold = float(np.quantile(detector.score(validation_features), quantile))
+        return detector
+
+    def score(self, features: np.ndarray) -> np.ndarray:
+        """Distance to the nearest class centre (larger: further from the training data)."""
+        projected = (np.atleast_2d(np.asarray(features, np.float64)) - self.pca_mean) @ self.pca_components.T
+        differences = projected[:, None, :] - self.class_means[None]
+        squared = np.einsum("nck,kl,ncl->nc", differences, self.precision, differences)
+        return np.sqrt(np.maximum(squared.min(axis=1), 0.0))
+
+    def is_outlier(self, features: np.ndarray) -> np.ndarray:
+        return self.score(features) > self.threshold
+
+    def save(self, path: Path) -> None:
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, pca_mean=self.pca_mean, pca_components=self.pca_components,
+                            class_means=self.class_means, precision=self.precision,
+                            threshold=np.float64(self.threshold))
+        Path(path).write_bytes(buffer.getvalue())
+
+    @classmethod
+    def load(cls, path: Path) -> "OutlierDetector":
+        try:
+            with np.load(Path(path), allow_pickle=False) as data:
+                return cls(data["pca_mean"], data["pca_components"], data["class_means"],
+                           data["precision"], float(data["threshold"]))
+        except FileNotFoundError:
+            raise BloodcellError(f"missing file: {path}") from None
+        except (OSError, KeyError, ValueError) as exc:
+            raise BloodcellError(f"damaged out-of-distribution file {path}: {exc}") from None
+
+
+def verdict(confidence: float, ood_score: float | None, threshold: float | None,
+            cell_problem: str | None = None, min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> str:
+    """OK, NOT_CONFIDENT or NOT_A_CELL for one image.
+
+    `cell_problem` is the cell mask's reason the image is not one centred
+    white cell (bloodcell.cellmask.CellMask.problem), or None.
+    """
+    if cell_problem is not None:
+        return NOT_A_CELL
+    if ood_score is not None and threshold is not None and ood_score > threshold:
+        return NOT_A_CELL
+    if confidence < min_confidence:
+        return NOT_CONFIDENT
+    return OK

@@ -1,0 +1,385 @@
+"""Shortcut audit: is a model right for the right reason?
+
+Our classes come from two labs, so the lab (stain, background, scanner)
+gives the label away. A model can score 99% on the test split by reading the
+lab instead of the cell, and then fail on any cell from a third microscope.
+This audit measures that from five sides and writes `audit.json` beside the
+model:
+
+1. colour-only baselines: how far mean colour, a colour histogram, or the
+   colour of the image corners alone get on the same split;
+2. where the model looks: the share of its Grad-CAM mass on the white cell
+   (cell mask from bloodcell.cellmask) against the cell's share of the image;
+3. counterfactual test: the test split re-stained and re-backgrounded as the
+   other lab's (bloodcell.counterfactual), accuracy against the original;
+4. cross-source check: accuracy on cells of a known class from another lab
+   (evaluation only: nothing is ever trained, tuned or chosen on it);
+5. abstention: how many real cells are flagged, and whether images that are
+   not a single blood cell are.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from bloodcell.abstention import NOT_A_CELL, OK
+from bloodcell.cellmask import CellMask, find_cell
+from bloodcell.cellview import cell_view_and_mask
+from bloodcell.config import CLASS_NAMES, SOURCE_LAB
+from bloodcell.counterfactual import LabLook, as_other_lab, lab_look
+from bloodcell.data import load_or_create_manifest
+from bloodcell.errors import BloodcellError
+from bloodcell.evaluation import collect_labelled_images
+from bloodcell.explain import Explainer
+from bloodcell.imaging import CELL_VIEW, read_image, to_model_input
+from bloodcell.inference import Classifier, resolve_model_dir
+
+log = logging.getLogger("bloodcell")
+
+AUDIT_FILE = "audit.json"
+# Training images per lab used to measure its look (stain and empty fields).
+LOOK_IMAGES = 40
+AUDIT_SEED = 7
+HISTOGRAM_BINS = 16
+# Corner patches: this fraction of the image side, in each of the 4 corners.
+CORNER_FRACTION = 0.1
+EXAMPLES_PER_KIND = 6
+
+
+# --- 1. colour-only baselines -------------------------------------------------
+
+def colour_features(image: Image.Image) -> dict[str, np.ndarray]:
+    """Three label-blind descriptions of an image: mean colour, histogram, corners."""
+    pixels = np.asarray(image.convert("RGB").resize((128, 128), Image.Resampling.BILINEAR), np.float32)
+    histogram = np.concatenate([
+        np.histogram(pixels[..., c], bins=HISTOGRAM_BINS, range=(0, 256))[0] for c in range(3)
+    ]).astype(np.float32) / (128 * 128)
+    k = max(1, int(128 * CORNER_FRACTION))
+    corners = np.concatenate([pixels[:k, :k].mean(axis=(0, 1)), pixels[:k, -k:].mean(axis=(0, 1)),
+                              pixels[-k:, :k].mean(axis=(0, 1)), pixels[-k:, -k:].mean(axis=(0, 1))])
+    return {"mean_colour": pixels.mean(axis=(0, 1)), "colour_histogram": histogram, "corner_colour": corners}
+
+
+BASELINE_DESCRIPTIONS = {
+    "mean_colour": "logistic regression on the image's mean R, G and B",
+    "colour_histogram": f"logistic regression on a {HISTOGRAM_BINS}-bin histogram per colour channel",
+    "corner_colour": "logistic regression on the mean colour of the four corners (background only)",
+}
+
+
+def colour_baselines(train: list[dict], train_labels: list[int], test: list[dict],
+                     test_labels: list[int], cross_source: list[tuple[dict, int]] | None = None) -> dict:
+    """Fit each colour-only baseline on `train`; accuracy on `test` (and cross-source).
+
+    Each image is given as its `colour_features`.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    def table(rows):
+        return {name: np.stack([r[name] for r in rows]) for name in BASELINE_DESCRIPTIONS}
+
+    train_x, test_x = table(train), table(test)
+    cross_x = table([features for features, _ in cross_source]) if cross_source else None
+    results = {}
+    for name, description in BASELINE_DESCRIPTIONS.items():
+        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+        model.fit(train_x[name], train_labels)
+        entry = {"description": description,
+                 "test_accuracy": float(np.mean(model.predict(test_x[name]) == np.asarray(test_labels)))}
+        if cross_x is not None:
+            entry["cross_source_accuracy"] = float(
+                np.mean(model.predict(cross_x[name]) == np.asarray([label for _, label in cross_source])))
+        results[name] = entry
+    return results
+
+
+# --- 2. where the model looks ------------------------------------------------
+
+def model_input_and_mask(classifier: Classifier, image: Image.Image,
+                         mask: CellMask) -> tuple[np.ndarray, np.ndarray]:
+    """What the model sees, and where the white cell is in it (bool, input size)."""
+    size = classifier.input_size
+    if classifier.view == CELL_VIEW:
+        return cell_view_and_mask(image, size, mask)
+    cell = Image.fromarray(mask.cell.astype(np.uint8) * 255).resize((size, size), Image.Resampling.BILINEAR)
+    return to_model_input(image, size), np.asarray(cell) >= 128
+
+
+def heat_on_cell(heatmap: np.ndarray, cell: np.ndarray) -> float:
+    """Share of a heatmap's mass that falls on the cell (NaN for an empty map)."""
+    heat = np.asarray(heatmap, np.float64)
+    total = heat.sum()
+    return float(heat[cell].sum() / total) if total > 0 else float("nan")
+
+
+# --- 5. abstention probes ----------------------------------------------------
+
+def probe_images(cells: list[Image.Image], seed: int = AUDIT_SEED) -> dict[str, Image.Image]:
+    """Images that are not a single blood cell: each should be flagged."""
+    rng = np.random.default_rng(seed)
+    across, down = np.meshgrid(np.linspace(0, 255, 360), np.linspace(255, 0, 360))
+    probes = {
+        "blank slide": Image.new("RGB", (360, 360), (236, 226, 214)),
+        "random noise": Image.fromarray(rng.integers(0, 256, (360, 360, 3), dtype=np.uint8)),
+        "colour gradient": Image.fromarray(np.dstack([across, down, np.full_like(across, 128)]).astype(np.uint8)),
+    }
+    if len(cells) >= 4:
+        side = 180
+        field = Image.new("RGB", (2 * side, 2 * side))
+        for index, cell in enumerate(cells[:4]):
+            field.paste(cell.convert("RGB").resize((side, side)), ((index % 2) * side, (index // 2) * side))
+        probes["field of four cells"] = field
+    try:  # scikit-image ships two everyday photos; use them when it is installed
+        from skimage import data as skimage_data
+
+        probes["photo of a cat (scikit-image)"] = Image.fromarray(skimage_data.chelsea())
+        probes["photo of coffee (scikit-image)"] = Image.fromarray(skimage_data.coffee())
+    except ImportError:
+        pass
+    return probes
+
+
+# --- the audit ---------------------------------------------------------------
+
+def lab_looks(manifest, data_dir: Path) -> dict[str, LabLook]:
+    """Each lab's look, measured on a fixed sample of its training images."""
+    rng = np.random.default_rng(AUDIT_SEED)
+    looks = {}
+    train = manifest.paths("train")
+    for lab in sorted(set(SOURCE_LAB.values())):
+        paths = [p for p, label in train if SOURCE_LAB[label] == lab]
+        chosen = rng.choice(len(paths), min(LOOK_IMAGES, len(paths)), replace=False)
+        looks[lab] = lab_look([read_image(data_dir / paths[i]) for i in chosen])
+    return looks
+
+
+def _other_lab(label: str) -> str:
+    return next(lab for lab in sorted(set(SOURCE_LAB.values())) if lab != SOURCE_LAB[label])
+
+
+def counterfactual_of(image: Image.Image, label: str, looks: dict[str, LabLook], field_index: int,
+                      mask: CellMask | None = None) -> Image.Image:
+    """The audit's counterfactual twin of a test image of class `label`."""
+    return as_other_lab(image, looks[_other_lab(label)], field_index, mask)
+
+
+def _accuracy(predicted: list[int], labels: list[int]) -> float:
+    return float(np.mean(np.asarray(predicted) == np.asarray(labels))) if labels else float("nan")
+
+
+def run_audit(model: str, data_dir: Path, models_dir: str | Path | None = None,
+              cross_source_dir: Path | None = None, limit: int | None = None) -> dict:
+    """Run every check for `model` and write `audit.json` beside it."""
+    started = time.perf_counter()
+    model_dir = resolve_model_dir(model, models_dir)
+    classifier = Classifier.load(str(model_dir))
+    explainer = Explainer(classifier)
+    data_dir = Path(data_dir)
+    manifest = load_or_create_manifest(data_dir, model_dir.parent)
+    rng = np.random.default_rng(AUDIT_SEED)
+
+    test_pairs = manifest.paths("test")
+    if limit is not None:
+        if limit < 1:
+            raise BloodcellError("--limit must be at least 1")
+        test_pairs = [test_pairs[i] for i in sorted(rng.choice(len(test_pairs), min(limit, len(test_pairs)),
+                                                                replace=False))]
+    log.info("auditing %s on %d test images", classifier.name, len(test_pairs))
+    looks = lab_looks(manifest, data_dir)
+
+    labels, original, counterfactual, heat_shares, area_shares, flagged = [], [], [], [], [], []
+    examples: dict[str, list[dict]] = {"test_error": [], "counterfactual_flip": [], "cross_source_error": []}
+    test_colours, first_cells = [], []
+    for index, (path, label) in enumerate(test_pairs):
+        image = read_image(data_dir / path)
+        test_colours.append(colour_features(image))
+        if len(first_cells) < 4:
+            first_cells.append(image)
+        mask = find_cell(image)
+        model_input, cell = model_input_and_mask(classifier, image, mask)
+        explanation = explainer.gradcam(model_input)
+        prediction = classifier.assess(path, image, model_input)
+        predicted = int(np.argmax(explanation.probabilities))
+        heat_shares.append(heat_on_cell(explanation.heatmap, cell))
+        area_shares.append(float(cell.mean()))
+        flagged.append(prediction.verdict() != OK)
+
+        twin = counterfactual_of(image, label, looks, index, mask)
+        twin_probabilities = classifier.predict_proba(classifier_input(classifier, twin)[None])[0]
+        twin_predicted = int(np.argmax(twin_probabilities))
+
+        true = CLASS_NAMES.index(label)
+        labels.append(true)
+        original.append(predicted)
+        counterfactual.append(twin_predicted)
+        if predicted != true and len(examples["test_error"]) < EXAMPLES_PER_KIND:
+            examples["test_error"].append(_example(path, label, predicted, explanation.probabilities))
+        if predicted == true and twin_predicted != true and \
+                len(examples["counterfactual_flip"]) < EXAMPLES_PER_KIND:
+            examples["counterfactual_flip"].append(
+                {**_example(path, label, twin_predicted, twin_probabilities), "field_index": index})
+
+    report = {
+        "model": classifier.name,
+        "model_sha256": classifier.card.get("file_sha256"),
+        "view": classifier.view,
+        "audited_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "test_images": len(test_pairs),
+        "limited": limit is not None,
+        "test_accuracy": _accuracy(original, labels),
+        "gradcam_on_cell": {
+            "mean_share_on_cell": float(np.nanmean(heat_shares)),
+            "mean_cell_area_share": float(np.mean(area_shares)),
+            "images_mostly_on_cell": float(np.nanmean(np.asarray(heat_shares) > 0.5)),
+            "per_class_share_on_cell": {
+                name: float(np.nanmean([s for s, t in zip(heat_shares, labels) if t == i]))
+                for i, name in enumerate(CLASS_NAMES) if i in labels
+            },
+        },
+        "counterfactual": {
+            "description": "each test image's cell re-stained to the other lab's average cell colours "
+                           "(Reinhard transfer in LAB) and its background outside the cell mask replaced "
+                           f"by an empty field from one of {LOOK_IMAGES} training images of the other lab",
+            "original_accuracy": _accuracy(original, labels),
+            "counterfactual_accuracy": _accuracy(counterfactual, labels),
+            "changed_predictions": float(np.mean(np.asarray(original) != np.asarray(counterfactual))),
+            "lab_stains": {lab: look.cell_stain.to_dict() for lab, look in looks.items()},
+        },
+    }
+    report["counterfactual"]["drop_points"] = 100 * (
+        report["counterfactual"]["original_accuracy"] - report["counterfactual"]["counterfactual_accuracy"])
+    report["abstention"] = {"test_flagged": float(np.mean(flagged))}
+
+    cross = _cross_source(classifier, cross_source_dir, examples) if cross_source_dir else None
+    if cross is not None:
+        report["cross_source"] = cross
+        report["abstention"]["cross_source_flagged"] = cross.pop("flagged")
+
+    train_pairs = manifest.paths("train")
+    train_colours = [colour_features(read_image(data_dir / p)) for p, _ in train_pairs]
+    cross_colours = None
+    if cross_source_dir:
+        cross_colours = [(colour_features(read_image(p)), CLASS_NAMES.index(label))
+                         for p, label in collect_labelled_images(cross_source_dir)]
+    report["colour_baselines"] = colour_baselines(
+        train_colours, [CLASS_NAMES.index(label) for _, label in train_pairs],
+        test_colours, labels, cross_colours)
+
+    probes = probe_images(first_cells)
+    report["abstention"]["probes"] = {}
+    for name, image in probes.items():
+        result = classifier.assess(name, image)
+        report["abstention"]["probes"][name] = {
+            "verdict": result.verdict(), "predicted_class": result.predicted_class,
+            "confidence": result.confidence, "ood_score": result.ood_score}
+    report["abstention"]["probes_flagged_as_not_a_cell"] = float(np.mean(
+        [p["verdict"] == NOT_A_CELL for p in report["abstention"]["probes"].values()]))
+    report["abstention"]["ood_threshold"] = None if classifier.outlier_detector is None else \
+        classifier.outlier_detector.threshold
+    report["examples"] = examples
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    (model_dir / AUDIT_FILE).write_text(json.dumps(report, indent=1) + "\n")
+    return report
+
+
+def classifier_input(classifier: Classifier, image: Image.Image) -> np.ndarray:
+    return to_model_input(image, classifier.input_size, classifier.view)
+
+
+def _example(path: str, label: str, predicted: int, probabilities: np.ndarray) -> dict:
+    return {"path": path, "true": label, "predicted": CLASS_NAMES[predicted],
+            "confidence": float(np.max(probabilities))}
+
+
+def _cross_source(classifier: Classifier, folder: Path, examples: dict) -> dict:
+    pairs = collect_labelled_images(folder)
+    if not pairs:
+        raise BloodcellError(f"no labelled images found in {folder} (expected <class>/<image>)")
+    results = classifier.predict_sources([p for p, _ in pairs], [str(p) for p, _ in pairs])
+    labels = [label for _, label in pairs]
+    predicted = [r.predicted_class for r in results]
+    for (path, label), result in zip(pairs, results):
+        if result.predicted_class != label and len(examples["cross_source_error"]) < EXAMPLES_PER_KIND:
+            examples["cross_source_error"].append(
+                {"path": Path(path).relative_to(folder).as_posix(), "true": label,
+                 "predicted": result.predicted_class, "confidence": result.confidence})
+    counts = {name: predicted.count(name) for name in CLASS_NAMES}
+    return {
+        "folder": folder.name,
+        "images": len(pairs),
+        "accuracy": float(np.mean([p == t for p, t in zip(predicted, labels)])),
+        "predicted_counts": counts,
+        "flagged": float(np.mean([r.verdict() != OK for r in results])),
+    }
+
+
+def format_audit(report: dict) -> str:
+    """The audit as a few lines of plain text for the terminal."""
+    lines = [f"Shortcut audit of {report['model']} ({report['test_images']} test images"
+             f"{', limited' if report['limited'] else ''})"]
+    lines.append(f"  test accuracy                     {report['test_accuracy']:.2%}")
+    for name, entry in report["colour_baselines"].items():
+        extra = f"  (cross-source {entry['cross_source_accuracy']:.1%})" if "cross_source_accuracy" in entry else ""
+        lines.append(f"  colour-only baseline {name:<17}{entry['test_accuracy']:.2%}{extra}")
+    cam = report["gradcam_on_cell"]
+    lines.append(f"  Grad-CAM mass on the cell         {cam['mean_share_on_cell']:.1%} "
+                 f"(the cell covers {cam['mean_cell_area_share']:.1%} of the input)")
+    cf = report["counterfactual"]
+    lines.append(f"  counterfactual (other lab's look) {cf['counterfactual_accuracy']:.2%} "
+                 f"vs {cf['original_accuracy']:.2%} ({cf['drop_points']:+.1f} points drop)")
+    if "cross_source" in report:
+        cs = report["cross_source"]
+        lines.append(f"  cross-source ({cs['folder']}, {cs['images']} images)  {cs['accuracy']:.2%}")
+    ab = report["abstention"]
+    lines.append(f"  flagged: test {ab['test_flagged']:.1%}"
+                 + (f", cross-source {ab['cross_source_flagged']:.1%}" if "cross_source_flagged" in ab else "")
+                 + f", non-cell probes {ab['probes_flagged_as_not_a_cell']:.0%} as not a cell")
+    return "\n".join(lines)
+
+
+def load_audit(model_dir: Path) -> dict | None:
+    """A model's saved audit, or None when it has not been audited."""
+    path = Path(model_dir) / AUDIT_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except ValueError:
+        return None
+
+
+def summary_rows(audits: dict[str, dict]) -> list[dict]:
+    """One row per audited model: the figures that say whether it reads the cell or the lab."""
+    rows = []
+    for name, report in audits.items():
+        cf, cam, ab = report["counterfactual"], report["gradcam_on_cell"], report["abstention"]
+        rows.append({
+            "model": name,
+            "sees": "cell view" if report.get("view") == CELL_VIEW else "whole image",
+            "test accuracy": report["test_accuracy"],
+            "counterfactual accuracy": cf["counterfactual_accuracy"],
+            "drop (points)": round(cf["drop_points"], 1),
+            "cross-source accuracy": report.get("cross_source", {}).get("accuracy"),
+            "Grad-CAM on cell": cam["mean_share_on_cell"],
+            "cell area": cam["mean_cell_area_share"],
+            "test flagged": ab["test_flagged"],
+            "non-cell images flagged": ab.get("probes_flagged_as_not_a_cell"),
+        })
+    return rows
+
+
+def baseline_rows(report: dict) -> list[dict]:
+    """The colour-only baselines of one audit, as table rows."""
+    return [{"baseline": name.replace("_", " "), "what it sees": entry["description"],
+             "test accuracy": entry["test_accuracy"],
+             "cross-source accuracy": entry.get("cross_source_accuracy")}
+            for name, entry in report["colour_baselines"].items()]

@@ -1,0 +1,130 @@
+"""Trust: is each model right for the right reason? The shortcut audit, explained."""
+
+import streamlit as st
+
+from bloodcell.audit import baseline_rows, counterfactual_of, summary_rows
+from bloodcell.cells import DISPLAY_NAMES
+from bloodcell.charts import audit_figure
+from bloodcell.config import DEFAULT_MODEL, SOURCE_LAB, resolve_cross_source_dir
+from bloodcell.explain import overlay
+from bloodcell.imaging import read_image
+from pages.common import (data_dir, load_lab_looks, load_model_files, load_service, model_names,
+                          models_dir, page_setup)
+
+PERCENT = st.column_config.NumberColumn(format="percent")
+EXAMPLE_KINDS = {
+    "cross_source_error": "Cross-source cells it gets wrong",
+    "counterfactual_flip": "Test cells it gets right, until they look like the other lab's",
+    "test_error": "Test-split mistakes",
+}
+EXAMPLES_SHOWN = 3
+HEATMAP_OPACITY = 0.45
+
+
+def explain_shortcuts() -> None:
+    st.markdown(
+        "A **shortcut** is something in the training images that predicts the label but is not "
+        "what the label is about. Here it is the lab: basophils, erythroblasts and monocytes were "
+        f"photographed in {SOURCE_LAB['basophil']} (peach background, one stain, one scanner), "
+        f"myeloblasts and segmented neutrophils in {SOURCE_LAB['myeloblast']} (blue-white "
+        "background, another stain). A model can reach 99% on the test split by telling the two "
+        "labs apart and then guessing within a lab, and it will fail on a neutrophil from any "
+        "other microscope. Accuracy on images from the same two labs cannot reveal this; the "
+        "checks below can.")
+    with st.expander("How each check works"):
+        st.markdown(
+            "- **Colour-only baselines** see nothing but colour. If they score high, colour gives "
+            "the label away, and a high model score proves little.\n"
+            "- **Grad-CAM on the cell**: the share of the heatmap inside the white cell's mask, "
+            "beside the share of the image the cell covers (what a blind heatmap would score).\n"
+            "- **Counterfactual**: every test image rebuilt with the other lab's look — cell "
+            "re-stained to that lab's average colours, background swapped for one of its empty "
+            "fields. A model that looks at the cell keeps its answer.\n"
+            "- **Cross-source**: segmented neutrophils photographed in the Barcelona lab, the lab "
+            "of the *other* classes. Evaluation only: nothing is trained, tuned or chosen on them.\n"
+            "- **Abstention**: real test cells should almost never be flagged; a blank slide, "
+            "noise, a cat, a coffee cup or a field of four cells always should.")
+
+
+def show_summary(audits: dict) -> None:
+    rows = summary_rows(audits)
+    st.plotly_chart(audit_figure(rows), width="stretch")
+    st.dataframe(rows, hide_index=True, width="stretch", column_config={
+        key: PERCENT for key in ("test accuracy", "counterfactual accuracy", "cross-source accuracy",
+                                 "Grad-CAM on cell", "cell area", "test flagged", "non-cell images flagged")})
+    any_report = next(iter(audits.values()))
+    st.markdown("**Colour-only baselines** (same train and test split)")
+    st.dataframe(baseline_rows(any_report), hide_index=True, width="stretch",
+                 column_config={"test accuracy": PERCENT, "cross-source accuracy": PERCENT})
+
+
+def show_probes(audits: dict) -> None:
+    rows = []
+    for name, report in audits.items():
+        for probe, result in report["abstention"].get("probes", {}).items():
+            rows.append({"model": name, "image": probe, "verdict": result["verdict"],
+                         "would have said": f"{DISPLAY_NAMES.get(result['predicted_class'], '?')} "
+                                            f"({result['confidence']:.0%})"})
+    st.dataframe(rows, hide_index=True, width="stretch")
+
+
+def example_source(kind: str, example: dict):
+    """The image file behind an audit example, or None when its folder is not here."""
+    folder = resolve_cross_source_dir() if kind == "cross_source_error" else data_dir()
+    path = folder / example["path"] if folder else None
+    return path if path is not None and path.is_file() else None
+
+
+def show_examples(name: str, report: dict) -> None:
+    kind = st.segmented_control("Show", list(EXAMPLE_KINDS), format_func=EXAMPLE_KINDS.get,
+                                default="cross_source_error", key=f"kind_{name}")
+    examples = report.get("examples", {}).get(kind or "", [])[:EXAMPLES_SHOWN]
+    if not examples:
+        st.caption("None in the audit.")
+        return
+    service = load_service(name, str(models_dir()))
+    for column, example in zip(st.columns(EXAMPLES_SHOWN), examples):
+        path = example_source(kind, example)
+        with column:
+            if path is None:
+                st.caption(f"`{example['path']}` (folder not available here)")
+                continue
+            image = read_image(path)
+            if kind == "counterfactual_flip":
+                looks = load_lab_looks(str(data_dir()), str(models_dir()))
+                image = counterfactual_of(image, example["true"], looks, example["field_index"])
+            result = service.analyse(example["path"], image)
+            st.image(overlay(image, result.heatmap, HEATMAP_OPACITY, 320, box=result.view_box),
+                     width="stretch",
+                     caption=f"true {DISPLAY_NAMES[example['true']]}; says "
+                             f"{DISPLAY_NAMES[result.predicted_class]} ({result.confidence:.0%})")
+
+
+page_setup()
+st.title("Trust")
+st.caption("Is each model right for the right reason? The shortcut audit "
+           "(`python -m bloodcell audit --model NAME`), measured on the test split.")
+explain_shortcuts()
+
+files = {name: load_model_files(name, str(models_dir())) for name in model_names()}
+audits = {name: f["audit"] for name, f in files.items() if f.get("audit")}
+if not audits:
+    st.info("No model has been audited yet. Run `python -m bloodcell audit --model NAME` "
+            "with the dataset available.")
+    st.stop()
+
+st.subheader("Accuracy on the same cells, and on cells that look different")
+show_summary(audits)
+if DEFAULT_MODEL in audits:
+    st.caption(f"The app's default model is **{DEFAULT_MODEL}**, the one that sees only the cell.")
+
+st.subheader("Where each model goes wrong")
+if data_dir().is_dir():
+    for tab, name in zip(st.tabs(list(audits)), audits):
+        with tab:
+            show_examples(name, audits[name])
+else:
+    st.info("Example images need the dataset (set `BLOODCELL_DATA`).")
+
+st.subheader("Images that are not a single blood cell")
+show_probes(audits)

@@ -1,0 +1,57 @@
+"""Out-of-distribution detector and the verdict rules."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bloodcell.abstention import (NOT_A_CELL, NOT_CONFIDENT, OK, OutlierDetector, verdict)
+from bloodcell.errors import BloodcellError
+
+
+def clusters(rng, n=200, dims=20):
+    centres = rng.normal(0, 5, (3, dims))
+    labels = rng.integers(0, 3, n)
+    return centres[labels] + rng.normal(0, 1, (n, dims)), labels
+
+
+def test_far_points_score_high_and_near_points_low():
+    rng = np.random.default_rng(0)
+    train, labels = clusters(rng)
+    validation, _ = clusters(np.random.default_rng(0), n=200)
+    detector = OutlierDetector.fit(train, labels, validation, components=10)
+    assert detector.is_outlier(validation).mean() <= 0.02
+    far = rng.normal(0, 1, (20, 20)) + 40
+    assert detector.is_outlier(far).all()
+
+
+def test_save_and_load_round_trip(tmp_path):
+    rng = np.random.default_rng(1)
+    train, labels = clusters(rng)
+    detector = OutlierDetector.fit(train, labels, train, components=5)
+    detector.save(tmp_path / "ood.npz")
+    loaded = OutlierDetector.load(tmp_path / "ood.npz")
+    np.testing.assert_allclose(loaded.score(train[:5]), detector.score(train[:5]))
+    assert loaded.threshold == detector.threshold
+
+
+def test_damaged_or_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(BloodcellError, match="missing"):
+        OutlierDetector.load(tmp_path / "none.npz")
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(BloodcellError, match="damaged"):
+        OutlierDetector.load(tmp_path / "bad.npz")
+
+
+def test_fit_rejects_mismatched_input():
+    with pytest.raises(ValueError):
+        OutlierDetector.fit(np.zeros((3, 4)), np.zeros(2), np.zeros((3, 4)))
+
+
+def test_verdict_rules():
+    assert verdict(0.95, 1.0, 5.0) == OK
+    assert verdict(0.50, 1.0, 5.0) == NOT_CONFIDENT
+    assert verdict(0.99, 9.0, 5.0) == NOT_A_CELL
+    assert verdict(0.99, None, None) == OK
+    assert verdict(0.99, 1.0, 5.0, cell_problem="no stained nucleus found") == NOT_A_CELL
+    assert verdict(0.40, 1.0, 5.0, cell_problem="several cells in the image") == NOT_A_CELL

@@ -1,0 +1,131 @@
+"""The shortcut audit: its parts on drawn images, end to end on a tiny model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bloodcell.abstention import NOT_A_CELL
+from bloodcell.audit import (AUDIT_FILE, baseline_rows, colour_baselines, colour_features, format_audit,
+                             heat_on_cell, load_audit, probe_images, run_audit, summary_rows)
+from drawn_fields import draw_field
+
+
+def test_colour_features_shapes():
+    features = colour_features(Image.new("RGB", (300, 200), (10, 20, 30)))
+    assert features["mean_colour"].shape == (3,)
+    np.testing.assert_allclose(features["mean_colour"], [10, 20, 30])
+    assert features["colour_histogram"].shape == (48,)
+    np.testing.assert_allclose(features["colour_histogram"].sum(), 3.0)
+    assert features["corner_colour"].shape == (12,)
+
+
+def test_colour_baselines_read_the_lab_off_two_looks():
+    # Two "labs" that differ only in look, one class each: colour alone suffices.
+    train = [colour_features(draw_field(look, seed=s)[0]) for look in ("peach", "blue-white") for s in range(6)]
+    labels = [0] * 6 + [1] * 6
+    test = [colour_features(draw_field(look, seed=10 + s)[0]) for look in ("peach", "blue-white") for s in range(3)]
+    results = colour_baselines(train, labels, test, [0] * 3 + [1] * 3)
+    assert results["mean_colour"]["test_accuracy"] == 1.0
+    assert results["corner_colour"]["test_accuracy"] == 1.0
+    assert {row["baseline"] for row in baseline_rows({"colour_baselines": results})} == {
+        "mean colour", "colour histogram", "corner colour"}
+
+
+def test_heat_on_cell():
+    cell = np.zeros((10, 10), bool)
+    cell[:5] = True
+    heat = np.zeros((10, 10))
+    heat[:5] = 1.0
+    assert heat_on_cell(heat, cell) == 1.0
+    assert heat_on_cell(np.ones((10, 10)), cell) == pytest.approx(0.5)
+    assert np.isnan(heat_on_cell(np.zeros((10, 10)), cell))
+
+
+def test_probes_include_everyday_photos_and_a_field_of_cells():
+    cells = [draw_field("peach", seed=s)[0] for s in range(4)]
+    probes = probe_images(cells)
+    assert {"blank slide", "random noise", "field of four cells",
+            "photo of a cat (scikit-image)", "photo of coffee (scikit-image)"} <= set(probes)
+
+
+@pytest.fixture(scope="module")
+def audited(tiny_models_dir, drawn_dataset, tmp_path_factory):
+    cross = tmp_path_factory.mktemp("cross") / "other-lab"
+    shutil.copytree(drawn_dataset / "seg_neutrophil", cross / "seg_neutrophil")
+    report = run_audit("cnn", drawn_dataset, tiny_models_dir, cross_source_dir=cross)
+    return report, tiny_models_dir / "cnn"
+
+
+def test_audit_writes_every_section(audited):
+    report, folder = audited
+    assert load_audit(folder) == json.loads((folder / AUDIT_FILE).read_text())
+    assert set(report) >= {"test_accuracy", "gradcam_on_cell", "counterfactual", "cross_source",
+                           "colour_baselines", "abstention", "examples"}
+    assert 0 <= report["counterfactual"]["counterfactual_accuracy"] <= 1
+    assert report["cross_source"]["images"] == 8
+    assert sum(report["cross_source"]["predicted_counts"].values()) == 8
+    assert 0 <= report["gradcam_on_cell"]["mean_share_on_cell"] <= 1
+    for probe in report["abstention"]["probes"].values():
+        assert probe["verdict"] in ("ok", "not confident", NOT_A_CELL)
+    text = format_audit(report)
+    assert "counterfactual" in text and "cross-source" in text
+    row = summary_rows({"cnn": report})[0]
+    assert row["model"] == "cnn" and row["sees"] == "whole image"
+
+
+def test_audit_limit_is_recorded(tiny_models_dir, drawn_dataset):
+    report = run_audit("cnn", drawn_dataset, tiny_models_dir, limit=2)
+    assert report["test_images"] == 2 and report["limited"]
+
+
+def test_shipped_audits_match_the_files_and_the_default_model_holds_its_figures(shipped_models):
+    """Each audit was measured on the very model file that ships. The default model keeps the
+    targets it meets (test accuracy, counterfactual, abstention) and beats the whole-image models
+    on every shortcut check. (Its cross-source accuracy, 29%, is short of the 90% aimed for.)"""
+    from bloodcell.config import DEFAULT_MODEL, MODEL_NAMES
+    from bloodcell.data import sha256_file
+
+    audits = {name: load_audit(shipped_models / name) for name in MODEL_NAMES}
+    for name, report in audits.items():
+        assert report is not None and not report["limited"], name
+        assert report["model_sha256"] == sha256_file(shipped_models / name / "model.keras"), name
+    best = audits[DEFAULT_MODEL]
+    assert best["test_accuracy"] >= 0.995
+    assert best["counterfactual"]["drop_points"] <= 2.0
+    assert best["abstention"]["test_flagged"] <= 0.02
+    assert best["abstention"]["probes_flagged_as_not_a_cell"] == 1.0
+    for name, other in audits.items():
+        if name != DEFAULT_MODEL:
+            assert best["counterfactual"]["drop_points"] < other["counterfactual"]["drop_points"]
+            assert best["cross_source"]["accuracy"] > other["cross_source"]["accuracy"]
+            assert best["gradcam_on_cell"]["mean_share_on_cell"] > other["gradcam_on_cell"]["mean_share_on_cell"]
+
+
+def test_real_test_cells_are_rarely_flagged(shipped_models, real_data):
+    from bloodcell.config import DEFAULT_MODEL
+    from bloodcell.data import load_manifest
+    from bloodcell.inference import Classifier
+
+    classifier = Classifier.load(DEFAULT_MODEL, shipped_models)
+    pairs = load_manifest(shipped_models / "split.json").paths("test")[::9]  # 75 images, every class
+    results = classifier.predict_sources([real_data / p for p, _ in pairs])
+    flagged = [r.source for r in results if r.verdict() != "ok"]
+    assert len(flagged) <= 2, flagged
+    correct = sum(r.predicted_class == label for r, (_, label) in zip(results, pairs))
+    assert correct >= len(pairs) - 2
+
+
+def test_default_model_flags_every_kind_of_non_cell(shipped_models, real_data):
+    """Blank slide, noise, a gradient, a field of four real cells, a cat and coffee: never a class."""
+    from bloodcell.config import CLASS_NAMES, DEFAULT_MODEL
+    from bloodcell.inference import Classifier
+
+    classifier = Classifier.load(DEFAULT_MODEL, shipped_models)
+    cells = [Image.open(sorted((real_data / c).iterdir())[0]).convert("RGB") for c in CLASS_NAMES[:4]]
+    for name, image in probe_images(cells).items():
+        assert classifier.assess(name, image).verdict() == NOT_A_CELL, name
