@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bloodcell.bench import (CHROMIUM_FLAGS, DELETE_UPLOAD, VERDICT, _memory_mb, app_server, benchmark_images,
+from bloodcell.bench import (CHROMIUM_FLAGS, DELETE_UPLOAD, RESULT, VERDICT, _memory_mb, app_server, benchmark_images,
                              find_chromium_binary)
 from bloodcell.cells import DISPLAY_NAMES
 from bloodcell.config import DEFAULT_MODEL, resolve_data_dir, resolve_models_dir
@@ -33,7 +33,8 @@ async def session(browser, url: str, images: list[Path], expected: dict[str, str
     latencies, errors, mixups, done = [], [], 0, 0
     try:
         await page.goto(f"{url}/predict", wait_until="domcontentloaded")
-        await page.locator('input[type="file"]').first.wait_for(timeout=120_000)
+        # The uploader's file input is hidden; it only has to exist.
+        await page.locator('input[type="file"]').first.wait_for(state="attached", timeout=120_000)
         turn = 0
         while time.monotonic() < until:
             image = images[turn % len(images)]
@@ -41,14 +42,18 @@ async def session(browser, url: str, images: list[Path], expected: dict[str, str
             while await page.locator(DELETE_UPLOAD).count():  # one image at a time, as a user would
                 await page.locator(DELETE_UPLOAD).first.click()
                 await page.wait_for_timeout(50)
+            # The previous result must be gone first, or the wait below would
+            # find it and time nothing.
+            await page.wait_for_function(f'document.querySelectorAll("{VERDICT}").length === 0',
+                                         timeout=120_000)
             start = time.perf_counter()
             await page.locator('input[type="file"]').first.set_input_files(str(image))
             await page.locator("strong", has_text=image.name).first.wait_for(timeout=120_000)
             await page.wait_for_function(
                 "() => !document.querySelector('[data-testid=stSpinner]') && "
-                f"document.querySelectorAll('{VERDICT}').length >= 1", timeout=120_000)
+                f'document.querySelectorAll("{VERDICT}").length >= 1', timeout=120_000)
             latencies.append(time.perf_counter() - start)
-            headers = await page.locator("[data-testid=stVerticalBlockBorderWrapper] strong").all_inner_texts()
+            headers = await page.locator(f"{RESULT} strong").all_inner_texts()
             verdict = await page.locator(VERDICT).first.inner_text()
             names = [h for h in headers if h.endswith((".jpg", ".png", ".jpeg", ".bmp", ".tif", ".tiff"))]
             if names != [image.name] or DISPLAY_NAMES[expected[image.name]] not in verdict:

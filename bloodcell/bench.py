@@ -197,8 +197,11 @@ def wait_healthy(url: str, process: subprocess.Popen, timeout_s: float = 120) ->
     raise TimeoutError("the app did not become healthy")
 
 
-DELETE_UPLOAD = "[data-testid=stFileUploaderDeleteBtn] button"
-# Each result's verdict sits in a keyed container (pages/predict.py).
+# The uploaded file's remove button (Streamlit 1.67 names it a file chip;
+# older versions stFileUploaderDeleteBtn).
+DELETE_UPLOAD = "[data-testid=stFileChipDeleteBtn] button, [data-testid=stFileUploaderDeleteBtn] button"
+# Each image's result and its verdict sit in keyed containers (pages/predict.py).
+RESULT = "[class*='st-key-result_']"
 VERDICT = "[class*='st-key-verdict_']"
 
 

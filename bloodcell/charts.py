@@ -132,7 +132,7 @@ def audit_figure(rows: list[dict]) -> go.Figure:
     for key, label, colour in AUDIT_SERIES:
         values = [row.get(keys[key]) for row in rows]
         figure.add_trace(go.Bar(x=[row["model"] for row in rows], y=values, name=label, marker_color=colour,
-                                text=[None if v is None else f"{v:.0%}" for v in values],
+                                text=[None if v is None else f"{v:.1%}" for v in values],
                                 textposition="outside"))
     figure.update_layout(barmode="group", height=340, margin={"t": 30, "b": 10},
                          yaxis={"tickformat": ".0%", "range": [0, 1.12], "title": "accuracy"},

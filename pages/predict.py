@@ -169,7 +169,7 @@ if not inputs:
 analyses = []
 with st.spinner("Classifying…"):
     for position, (name, data) in enumerate(inputs):
-        with st.container(border=True):
+        with st.container(border=True, key=f"result_{position}"):
             st.markdown(f"**{name}**")
             results = [analyse(m, str(models_dir()), name, data, options["method"], options["class_index"])
                        for m in models]

@@ -75,6 +75,8 @@ def test_upload_on_predict_shows_class_and_heatmap(running_app, real_data):
             page.get_by_role("link", name="Trust").first.click()
             page.get_by_role("heading", name="Trust").wait_for(timeout=RESULT_TIMEOUT_MS)
             page.locator(".js-plotly-plot").first.wait_for(timeout=RESULT_TIMEOUT_MS)
+            page.get_by_text("says", exact=False).first.wait_for(timeout=RESULT_TIMEOUT_MS)  # example cells
+            page.screenshot(path=str(OUTPUT_DIR / "browser-trust.png"), full_page=True)
             assert not page.locator('[data-testid="stException"]').count()
         finally:
             browser.close()
