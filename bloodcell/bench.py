@@ -223,12 +223,12 @@ def upload_and_wait(page, path: Path, expected_verdicts: int, replace: bool = Tr
     """
     if replace:
         while page.locator(DELETE_UPLOAD).count():
-            before = page.locator(DELETE_UPLOAD).count()
             page.locator(DELETE_UPLOAD).first.click()
-            page.wait_for_function(f"() => document.querySelectorAll('{DELETE_UPLOAD}').length < {before}",
-                                   timeout=timeout_ms)
-            page.wait_for_function("() => !document.querySelector('[data-testid=stSpinner]')",
-                                   timeout=timeout_ms)
+            page.wait_for_timeout(50)
+        # The previous results must be gone before the next upload, or the
+        # wait below would find them and time nothing.
+        page.wait_for_function(f'() => document.querySelectorAll("{VERDICT}").length === 0',
+                               timeout=timeout_ms)
     page.locator('input[type="file"]').first.set_input_files(str(path))
     page.locator("strong", has_text=path.name).first.wait_for(timeout=timeout_ms)
     wait_settled(page, expected_verdicts, timeout_ms)
