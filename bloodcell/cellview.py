@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from bloodcell.cellmask import CellMask, find_cell
-from bloodcell.stain import StainStats, stain_stats, transfer_stain
+from bloodcell.stain import StainStats, average_stats, stain_stats, transfer_stain
 
 # The reference stain: the mean LAB statistics of the white cells (mask
 # pixels) of 60 training images per class, the two labs averaged
@@ -62,11 +62,7 @@ def crop_mask(mask: CellMask, box: tuple[int, int, int, int], size: int) -> np.n
 
 def reference_stain(images: list[Image.Image]) -> StainStats:
     """Mean LAB statistics of the cells in `images` (to re-derive REFERENCE_STAIN)."""
-    stats = []
-    for image in images:
-        mask = find_cell(image)
-        if mask.found:
-            stats.append(stain_stats(np.asarray(image.convert("RGB")), mask.cell))
-    means = np.mean([s.mean for s in stats], axis=0)
-    stds = np.mean([s.std for s in stats], axis=0)
-    return StainStats(tuple(float(round(v)) for v in means), tuple(float(round(v)) for v in stds))
+    masks = [(image, find_cell(image)) for image in images]
+    average = average_stats([stain_stats(np.asarray(image.convert("RGB")), mask.cell)
+                             for image, mask in masks if mask.found])
+    return StainStats(tuple(float(round(v)) for v in average.mean), tuple(float(round(v)) for v in average.std))

@@ -31,11 +31,9 @@ def evaluate_folder(model: str | Classifier, data_dir: Path, models_dir: Path | 
     """
     classifier = model if isinstance(model, Classifier) else Classifier.load(model, models_dir)
     data_dir = Path(data_dir)
-    paths, labels = [], []
-    for label in check_data_dir(data_dir, require_all_classes=False):
-        for path in list_images(data_dir / label):
-            paths.append(path)
-            labels.append(CLASS_NAMES.index(label))
+    pairs = collect_labelled_images(data_dir)
+    paths = [path for path, _ in pairs]
+    labels = [CLASS_NAMES.index(label) for _, label in pairs]
     results = classifier.predict_sources(paths, [p.relative_to(data_dir).as_posix() for p in paths])
     kept_true, kept_pred, skipped = [], [], []
     for result, label in zip(results, labels):

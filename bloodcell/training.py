@@ -22,6 +22,7 @@ import numpy as np
 from bloodcell.config import CLASS_NAMES, SPLIT_SEED, resolve_imagenet_weights
 from bloodcell.data import SplitManifest, load_or_create_manifest, sha256_file
 from bloodcell.errors import BloodcellError
+from bloodcell.imaging import CELL_VIEW, FULL_VIEW
 from bloodcell.inference import (CARD_FILE, HISTORY_FILE, METRICS_FILE, MODEL_FILE, TTA_FLIPS, Classifier,
                                  softmax)
 from bloodcell.metrics import classification_metrics
@@ -252,7 +253,7 @@ def train(
         "view": spec.view,
         "test_time_augmentation": tta,
         "input": ("RGB pixels 0..255, resized to input_size x input_size (bilinear); "
-                  "scaling happens inside the model") if spec.view == "full" else (
+                  "scaling happens inside the model") if spec.view == FULL_VIEW else (
                   "the cell view (bloodcell/cellview.py): a square crop around the white cell, "
                   "Reinhard stain normalisation to a reference stain in LAB, background outside "
                   "the cell mask set to flat grey, resized to input_size (bilinear); RGB 0..255, "
@@ -271,7 +272,7 @@ def train(
                             "augmentation": GEOMETRIC_AUGMENTATION + (
                                 "; colour: " + COLOUR_AUGMENTATION if colour_augment else ""),
                             "seed": seed},
-        "shortcut_measures": SHORTCUT_MEASURES if spec.view == "cell" else None,
+        "shortcut_measures": SHORTCUT_MEASURES if spec.view == CELL_VIEW else None,
         "epochs_run": len(history),
         "best_epoch": best_epoch,
         "training_seconds": round(training_seconds, 1),
