@@ -169,7 +169,9 @@ def _other_lab(label: str) -> str:
 def counterfactual_of(image: Image.Image, label: str, looks: dict[str, LabLook], field_index: int,
                       mask: CellMask | None = None) -> Image.Image:
     """The audit's counterfactual twin of a test image of class `label`."""
-    return as_other_lab(image, looks[_other_lab(label)], field_index, mask)
+    other = looks[_other_lab(label)]
+    zoom = other.cell_size / looks[SOURCE_LAB[label]].cell_size
+    return as_other_lab(image, other, field_index, mask, zoom=zoom)
 
 
 def _accuracy(predicted: list[int], labels: list[int]) -> float:
@@ -247,12 +249,15 @@ def run_audit(model: str, data_dir: Path, models_dir: str | Path | None = None,
         },
         "counterfactual": {
             "description": "each test image's cell re-stained to the other lab's average cell colours "
-                           "(Reinhard transfer in LAB) and its background outside the cell mask replaced "
-                           f"by an empty field from one of {LOOK_IMAGES} training images of the other lab",
+                           "(Reinhard transfer in LAB), scaled to the other lab's magnification (the ratio "
+                           "of the labs' median cell size in the frame), and its background outside the "
+                           f"cell mask replaced by an empty field from one of {LOOK_IMAGES} training images "
+                           "of the other lab",
             "original_accuracy": _accuracy(original, labels),
             "counterfactual_accuracy": _accuracy(counterfactual, labels),
             "changed_predictions": float(np.mean(np.asarray(original) != np.asarray(counterfactual))),
             "lab_stains": {lab: look.cell_stain.to_dict() for lab, look in looks.items()},
+            "lab_cell_sizes": {lab: look.cell_size for lab, look in looks.items()},
         },
     }
     report["counterfactual"]["drop_points"] = 100 * (

@@ -37,7 +37,8 @@ from bloodcell.config import (CLASS_NAMES, DEFAULT_MODEL, IMAGE_SUFFIXES, PROJEC
                               resolve_models_dir)
 from bloodcell.explain import GRADCAM, GRADCAM_PLUS_PLUS, METHODS, SCORECAM, SMOOTHGRAD
 from bloodcell.imaging import load_model_input, to_model_input, read_image
-from bloodcell.inference import available_models
+from bloodcell.inference import MODEL_FILE, available_models
+from bloodcell.runtime import LITE_FILE
 from bloodcell.service import ModelService
 
 METHOD_KEYS = {GRADCAM: "gradcam", GRADCAM_PLUS_PLUS: "gradcam_plus_plus", SCORECAM: "scorecam",
@@ -99,7 +100,7 @@ def in_process(model: str, models_dir: Path, images: list[Path], runs: int, batc
         cycle["i"] = (cycle["i"] + 1) % len(data)
         return data[cycle["i"]]
 
-    results: dict = {"model": model, "input_size": size}
+    results: dict = {"model": model, "runtime": classifier.runtime, "input_size": size}
     view = classifier.view
     p50, p95 = _ms(_timed(lambda: classifier.predict_proba(load_model_input(next_bytes(), size, view)[None]),
                           runs))
@@ -118,8 +119,9 @@ def in_process(model: str, models_dir: Path, images: list[Path], runs: int, batc
     results["batch_images"] = len(predictions)
     results["batch_images_per_s"] = round(len(predictions) / elapsed, 1)
     results["model_file_sizes_mb"] = {
-        name: round((models_dir / name / "model.keras").stat().st_size / 2**20, 2)
+        f"{name}/{path.name}": round(path.stat().st_size / 2**20, 2)
         for name in available_models(models_dir)
+        for path in (models_dir / name / MODEL_FILE, models_dir / name / LITE_FILE) if path.is_file()
     }
     return results
 

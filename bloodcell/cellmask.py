@@ -168,6 +168,19 @@ def _disk(radius: float) -> np.ndarray:
     return x * x + y * y <= r * r
 
 
+def _close(mask: np.ndarray, radius: float) -> np.ndarray:
+    """Binary closing by `_disk(radius)`, outside the image counted as background.
+
+    The same pixels as scipy's binary_closing with border_value=0, from two
+    distance transforms: a point lies within the disk of another exactly when
+    their distance is at most the radius. Several times faster for a large disk.
+    """
+    r = max(int(round(radius)), 1)
+    dilated = ndimage.distance_transform_edt(~mask) <= r if mask.any() else mask
+    padded = np.pad(dilated, r + 1)
+    return (ndimage.distance_transform_edt(padded) > r)[r + 1:-(r + 1), r + 1:-(r + 1)]
+
+
 def _background_colour(small: np.ndarray, nucleus: np.ndarray) -> np.ndarray:
     """Median colour of the image border, ignoring nucleus pixels."""
     border = np.zeros(nucleus.shape, bool)
@@ -221,7 +234,7 @@ def find_cell(image: Image.Image | np.ndarray) -> CellMask:
 
     side = max(small.shape[:2])
     nucleus = ndimage.binary_opening(nucleus, _disk(1))
-    merged = ndimage.binary_closing(nucleus, _disk(LOBE_GAP * side / 2), border_value=0)
+    merged = _close(nucleus, LOBE_GAP * side / 2)
     labels, count = ndimage.label(merged)
     if count == 0:
         return CellMask(empty, empty, False, contrast, 0)

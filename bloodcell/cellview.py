@@ -42,14 +42,16 @@ def cell_view_and_mask(image: Image.Image, size: int,
     mask = mask or find_cell(image)
     box = mask.box()
     crop = image.convert("RGB").crop(box).resize((size, size), Image.Resampling.BILINEAR)
-    pixels = np.asarray(crop, dtype=np.float32)
+    pixels = np.asarray(crop, dtype=np.uint8)
     inside = crop_mask(mask, box, size)
     if not mask.found:
         # Nothing cell-like: keep the pixels (stain-normalised over the whole
         # crop) so the model and the out-of-distribution check can still look.
         return transfer_stain(pixels, REFERENCE_STAIN), inside
-    normalised = transfer_stain(pixels, REFERENCE_STAIN, mask=inside)
-    normalised[~inside] = BACKGROUND_GREY
+    normalised = np.full((size, size, 3), BACKGROUND_GREY, np.float32)
+    if inside.any():
+        # Only the cell's pixels are moved: the rest becomes grey anyway.
+        normalised[inside] = transfer_stain(pixels[inside], REFERENCE_STAIN)
     return normalised, inside
 
 

@@ -1,4 +1,4 @@
-"""Command line: python -m bloodcell {train,evaluate,predict,calibrate,audit,bench,download} ...
+"""Command line: python -m bloodcell {train,evaluate,predict,calibrate,export,audit,bench,download} ...
 
 Heavy imports (TensorFlow) happen inside the commands, so `--help` is instant.
 Every user error ends as one line on stderr and exit code 2.
@@ -17,6 +17,7 @@ from bloodcell.abstention import DEFAULT_MIN_CONFIDENCE
 from bloodcell.config import (CLASS_NAMES, DEFAULT_MODEL, MODEL_NAMES, resolve_cross_source_dir,
                               resolve_data_dir, resolve_models_dir)
 from bloodcell.errors import BloodcellError
+from bloodcell.runtime import lite_available
 
 EXIT_USER_ERROR = 2
 
@@ -38,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
                      description="Classify white-blood-cell images and evaluate the models.")
     parser.add_argument("-q", "--quiet", action="store_true", help="only print results and errors")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser,
-                                     metavar="{train,evaluate,predict,calibrate,audit,bench,download}")
+                                     metavar="{train,evaluate,predict,calibrate,export,audit,bench,download}")
 
     train = commands.add_parser("train", help="train a model on the dataset's train split",
                                 description="Train a model; write model.keras, history.json, "
@@ -80,6 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--model", required=True, help="model name in the models folder")
     calibrate.add_argument("--data", metavar="DIR", help="dataset folder (default: $BLOODCELL_DATA or data/blood-cells)")
     _add_models_dir(calibrate, "where models and split.json live")
+
+    export = commands.add_parser("export", help="convert a model for the lean LiteRT runtime",
+                                 description="Convert <model>/model.keras to model.tflite for the "
+                                 "LiteRT interpreter (prediction and Grad-CAM without TensorFlow) and "
+                                 "record its sha256 in the card. Training does this itself.")
+    export.add_argument("--model", required=True, help="model name in the models folder, or a model folder")
+    _add_models_dir(export, "where models live")
 
     audit = commands.add_parser("audit", help="check whether a model reads the lab instead of the cell",
                                 description="Shortcut audit: colour-only baselines, the share of "
@@ -188,6 +196,15 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from bloodcell.inference import resolve_model_dir
+    from bloodcell.training import write_lite
+
+    lite = write_lite(resolve_model_dir(args.model, args.models_dir))
+    print(f"{args.model}: {lite['file']} ({lite['size_bytes'] / 1e6:.1f} MB), sha256 {lite['sha256'][:12]}...")
+    return 0
+
+
 def _cmd_audit(args: argparse.Namespace) -> int:
     from bloodcell.audit import format_audit, run_audit
 
@@ -233,8 +250,13 @@ def _import_tensorflow_quietly() -> None:
         os.close(saved)
 
 
+# Commands that always need TensorFlow; the others load models into LiteRT
+# when they can, and start in a fraction of the time.
+TENSORFLOW_COMMANDS = ("train", "calibrate", "export", "audit", "bench")
+MODEL_COMMANDS = ("evaluate", "predict")
+
 COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict,
-            "calibrate": _cmd_calibrate, "audit": _cmd_audit, "bench": _cmd_bench, "download": _cmd_download}
+            "calibrate": _cmd_calibrate, "export": _cmd_export, "audit": _cmd_audit, "bench": _cmd_bench, "download": _cmd_download}
 
 
 class _LowerCaseLevel(logging.Formatter):
@@ -260,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _configure_logging(args.quiet)
     try:
-        if args.command != "download":
+        if args.command in TENSORFLOW_COMMANDS or (args.command in MODEL_COMMANDS and not lite_available()):
             _import_tensorflow_quietly()
         return COMMANDS[args.command](args)
     except BloodcellError as exc:

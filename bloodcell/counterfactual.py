@@ -3,10 +3,11 @@
 If a model reads the lab instead of the cell, its answer changes when only
 the lab's signature changes. So each test image is rebuilt with the other
 lab's look and nothing else: its white cell re-stained to the other lab's
-average cell colours (Reinhard transfer in LAB), and everything outside the
-cell mask replaced by a field from one of the other lab's training images
-(whose own white cell is painted over with its background colour). A model
-that looks at the cell keeps its answer.
+average cell colours (Reinhard transfer in LAB), shown at the other lab's
+magnification (scaled by the ratio of the two labs' typical cell size in the
+frame), and everything outside the cell mask replaced by a field from one of
+the other lab's training images (whose own white cell is painted over with
+its background colour). A model that looks at the cell keeps its answer.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class LabLook:
 
     cell_stain: StainStats
     backgrounds: list[np.ndarray]  # RGB uint8 fields with the white cell removed
+    cell_size: float = 0.5  # median of the cell's longer side over the image's shorter side
 
 
 def empty_field(image: Image.Image, mask: CellMask | None = None) -> np.ndarray:
@@ -48,12 +50,25 @@ def lab_look(images: list[Image.Image], fields: int = 8) -> LabLook:
     masks = [find_cell(image) for image in images]
     stains = [stain_stats(np.asarray(im.convert("RGB")), m.cell) for im, m in zip(images, masks) if m.found]
     backgrounds = [empty_field(im, m) for im, m in list(zip(images, masks))[:fields]]
-    return LabLook(average_stats(stains), backgrounds)
+    sizes = [_cell_size(m) for m in masks if m.found]
+    return LabLook(average_stats(stains), backgrounds, float(np.median(sizes)) if sizes else 0.5)
+
+
+def _cell_size(mask: CellMask) -> float:
+    rows, cols = np.flatnonzero(mask.cell.any(axis=1)), np.flatnonzero(mask.cell.any(axis=0))
+    return max(rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1) / min(mask.cell.shape)
+
+
+def _zoom_about(image: Image.Image, zoom: float, centre: tuple[float, float]) -> Image.Image:
+    """`image` scaled by `zoom` about `centre`, same size; outside the source is 0."""
+    cx, cy = centre
+    inverse = (1 / zoom, 0, cx - cx / zoom, 0, 1 / zoom, cy - cy / zoom)
+    return image.transform(image.size, Image.Transform.AFFINE, inverse, resample=Image.Resampling.BILINEAR)
 
 
 def as_other_lab(image: Image.Image, look: LabLook, field_index: int = 0,
-                 mask: CellMask | None = None) -> Image.Image:
-    """`image`'s cell re-stained like `look`'s lab, on one of that lab's fields."""
+                 mask: CellMask | None = None, zoom: float = 1.0) -> Image.Image:
+    """`image`'s cell re-stained like `look`'s lab, scaled by `zoom`, on one of that lab's fields."""
     rgb = image.convert("RGB")
     mask = mask or find_cell(rgb)
     pixels = np.asarray(rgb, dtype=np.float32)
@@ -63,6 +78,12 @@ def as_other_lab(image: Image.Image, look: LabLook, field_index: int = 0,
     if not mask.found:
         return Image.fromarray(restained.astype(np.uint8))
     # A soft edge of about two pixels keeps the seam from being a cue of its own.
-    alpha = ndimage.gaussian_filter(mask.cell.astype(np.float32), 1.5)[..., None]
+    alpha = ndimage.gaussian_filter(mask.cell.astype(np.float32), 1.5)
+    if zoom != 1.0:
+        rows, cols = np.nonzero(mask.cell)
+        centre = (float(cols.mean()) + 0.5, float(rows.mean()) + 0.5)
+        alpha = np.asarray(_zoom_about(Image.fromarray(alpha, mode="F"), zoom, centre))
+        restained = np.asarray(_zoom_about(Image.fromarray(restained.astype(np.uint8)), zoom, centre), np.float32)
+    alpha = np.clip(alpha, 0.0, 1.0)[..., None]
     combined = alpha * restained + (1 - alpha) * field
     return Image.fromarray(np.clip(combined + 0.5, 0, 255).astype(np.uint8))

@@ -1,11 +1,13 @@
-"""Where the model looks: Grad-CAM (compiled), and tf-keras-vis' methods.
+"""Where the model looks: Grad-CAM, and tf-keras-vis' methods.
 
-The default Grad-CAM path is one `tf.function`, traced once per model: a
-single forward pass yields the logits and the last convolution's output, and
-the gradient of the class score flows back only through the classifier head.
-That costs about as much as a prediction, where tf-keras-vis' generic
-`Gradcam` rebuilds its gradient machinery on every call. The other methods
-come from tf-keras-vis as they are; their objects are built once and reused.
+Grad-CAM comes with the prediction: our heads are global average pooling and
+a Dense layer, so the gradient of a class's logit is that class's weight
+column at every position of the last feature map, and Grad-CAM is the
+feature map weighted by it. The serving function (bloodcell.runtime) returns
+those maps with the logits, so a heatmap costs no more than a prediction, in
+Keras or in LiteRT; tests hold it to tf-keras-vis' `Gradcam`. The other
+methods come from tf-keras-vis as they are (they need the Keras model and
+TensorFlow, loaded on first use); their objects are built once and reused.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from bloodcell.inference import Classifier, average_views, flip_views, softmax, unflip_maps
+from bloodcell.inference import Classifier, softmax
 
 GRADCAM = "Grad-CAM"
 GRADCAM_PLUS_PLUS = "Grad-CAM++"
@@ -56,52 +58,20 @@ class Explainer:
     """Heatmaps for one classifier. Not thread-safe: callers hold a lock."""
 
     def __init__(self, classifier: Classifier):
-        import keras
-        import tensorflow as tf
-
         self.classifier = classifier
-        model = classifier.model
-        self.layer_name = classifier.card.get("last_conv_layer") or _last_conv_layer(model)
-        grad_model = keras.Model(
-            model.input, [model.get_layer(self.layer_name).output, model.get_layer("logits").output]
-        )
-        size = classifier.input_size
-
-        flips = classifier.test_time_flips
-
-        @tf.function(input_signature=[tf.TensorSpec((None, size, size, 3), tf.float32),
-                                      tf.TensorSpec((), tf.int32)])
-        def gradcam(images, class_index):
-            # With test-time flips the prediction averages four mirror views;
-            # so does the heatmap (each view's map flipped back first).
-            batch = flip_views(images) if flips else images
-            with tf.GradientTape() as tape:
-                features, logits = grad_model(batch, training=False)
-                mean_logits = average_views(logits) if flips else logits
-                chosen = tf.where(class_index >= 0, class_index,
-                                  tf.cast(tf.argmax(mean_logits[0]), tf.int32))
-                score = logits[:, chosen]
-            gradients = tape.gradient(score, features)
-            weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)
-            cam = tf.nn.relu(tf.reduce_sum(features * weights, axis=-1))
-            # The head pools this very layer, so its mean is the penultimate
-            # feature vector: the out-of-distribution score comes for free.
-            pooled = tf.reduce_mean(features, axis=(1, 2))
-            if flips:
-                cam = tf.reduce_mean(unflip_maps(cam), axis=0)
-                pooled = average_views(pooled)
-            return mean_logits, cam, chosen, pooled
-
-        self._gradcam = gradcam
+        self.layer_name = classifier.layer_name
         self._visualisers: dict[str, object] = {}
 
     def gradcam(self, model_input: np.ndarray, class_index: int | None = None) -> Explanation:
-        """Prediction and Grad-CAM of one image in a single compiled call."""
-        batch = np.asarray(model_input, np.float32)[None]
-        logits, cam, chosen, pooled = self._gradcam(batch, np.int32(-1 if class_index is None else class_index))
-        probabilities = softmax(logits.numpy(), self.classifier.temperature)[0]
-        heatmap = upsample(cam.numpy()[0], self.classifier.input_size)
-        return Explanation(probabilities, int(chosen), _normalise(heatmap), GRADCAM, pooled.numpy()[0])
+        """Prediction and Grad-CAM of one image from a single forward pass."""
+        result = self.classifier.forward(np.asarray(model_input, np.float32)[None])
+        probabilities = softmax(result.logits, self.classifier.temperature)[0]
+        chosen = int(np.argmax(probabilities)) if class_index is None else int(class_index)
+        # With test-time flips the prediction averages four mirror views; so
+        # does the heatmap (each view's map already turned back).
+        cam = np.maximum(result.class_maps[:, 0, :, :, chosen], 0.0).mean(axis=0)
+        heatmap = upsample(cam, self.classifier.input_size)
+        return Explanation(probabilities, chosen, _normalise(heatmap), GRADCAM, result.features[0])
 
     def explain(self, model_input: np.ndarray, method: str = GRADCAM,
                 class_index: int | None = None) -> Explanation:
@@ -169,15 +139,6 @@ def upsample(cam: np.ndarray, size: int) -> np.ndarray:
     rows = _linear_weights(cam.shape[0], size)
     columns = _linear_weights(cam.shape[1], size)
     return rows @ cam.astype(np.float32) @ columns.T
-
-
-def _last_conv_layer(model) -> str:
-    import keras
-
-    for layer in reversed(model.layers):
-        if isinstance(layer, (keras.layers.Conv2D, keras.layers.ReLU)) and len(layer.output.shape) == 4:
-            return layer.name
-    raise ValueError("model has no convolutional layer to explain")
 
 
 def colormap(values: np.ndarray) -> np.ndarray:

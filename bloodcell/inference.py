@@ -18,6 +18,7 @@ from bloodcell.config import CLASS_NAMES, resolve_models_dir
 from bloodcell.data import sha256_file
 from bloodcell.errors import BloodcellError, ImageReadError
 from bloodcell.imaging import FULL_VIEW, ImageSource, load_model_input, read_image, to_model_input
+from bloodcell.runtime import AUTO, KERAS, LITE, LITE_FILE, RUNTIMES, KerasRunner, LiteRunner, lite_available
 
 MODEL_FILE = "model.keras"
 CARD_FILE = "card.json"
@@ -51,6 +52,36 @@ def available_models(models_dir: str | Path | None = None) -> list[str]:
     )
 
 
+def _check_file(path: Path, expected_sha256: str | None, verify: bool) -> None:
+    if not path.is_file():
+        raise BloodcellError(f"missing file: {path}")
+    if verify and expected_sha256 and sha256_file(path) != expected_sha256:
+        raise BloodcellError(
+            f"{path} does not match the sha256 in its model card; the file is damaged or was replaced"
+        )
+
+
+def _load_keras(folder: Path, card: dict, verify_checksum: bool):
+    import keras
+
+    model_path = folder / MODEL_FILE
+    _check_file(model_path, card.get("file_sha256"), verify_checksum)
+    try:
+        return keras.saving.load_model(model_path, compile=False, safe_mode=True)
+    except Exception as exc:
+        raise BloodcellError(f"could not load {model_path}: {type(exc).__name__}: {exc}") from None
+
+
+def last_conv_layer(model) -> str:
+    """The last layer with a spatial (4-D) output: what Grad-CAM explains."""
+    import keras
+
+    for layer in reversed(model.layers):
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.ReLU)) and len(layer.output.shape) == 4:
+            return layer.name
+    raise ValueError("model has no convolutional layer to explain")
+
+
 def read_json(path: Path) -> dict:
     try:
         return json.loads(Path(path).read_text())
@@ -66,26 +97,29 @@ TTA_FLIPS = "flips"
 TTA_VIEWS = 4
 
 
-def flip_views(images):
-    """(N, H, W, 3) -> (4N, H, W, 3): all images, then their three mirror images."""
-    import tensorflow as tf
-
-    return tf.concat([images, images[:, :, ::-1], images[:, ::-1], images[:, ::-1, ::-1]], axis=0)
+def flip_views(images: np.ndarray) -> np.ndarray:
+    """(N, H, W, ...) -> (4N, H, W, ...): all images, then their three mirror images."""
+    return np.concatenate([images, images[:, :, ::-1], images[:, ::-1], images[:, ::-1, ::-1]])
 
 
-def unflip_maps(maps):
-    """(4N, h, w) maps of flip_views' images -> (4, N, h, w) in the original orientation."""
-    import tensorflow as tf
-
-    parts = tf.split(maps, TTA_VIEWS, axis=0)
-    return tf.stack([parts[0], parts[1][:, :, ::-1], parts[2][:, ::-1], parts[3][:, ::-1, ::-1]])
+def unflip_maps(maps: np.ndarray) -> np.ndarray:
+    """(4N, h, w, ...) maps of flip_views' images -> (4, N, h, w, ...) in the original orientation."""
+    parts = np.split(maps, TTA_VIEWS)
+    return np.stack([parts[0], parts[1][:, :, ::-1], parts[2][:, ::-1], parts[3][:, ::-1, ::-1]])
 
 
-def average_views(values):
+def average_views(values: np.ndarray) -> np.ndarray:
     """(4N, ...) outputs of flip_views' images -> (N, ...) averaged over the four views."""
-    import tensorflow as tf
+    return np.stack(np.split(values, TTA_VIEWS)).mean(axis=0)
 
-    return tf.reduce_mean(tf.stack(tf.split(values, TTA_VIEWS, axis=0)), axis=0)
+
+@dataclass
+class Forward:
+    """One forward pass over a batch, test-time views already combined."""
+
+    features: np.ndarray  # (N, k) pooled penultimate features
+    logits: np.ndarray  # (N, classes)
+    class_maps: np.ndarray  # (views, N, h, w, classes), each view's maps in the image's orientation
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -126,16 +160,20 @@ class FilePrediction:
 
 
 class Classifier:
-    """A trained model plus its card; `predict_proba` maps pixels to probabilities."""
+    """A trained model plus its card; `predict_proba` maps pixels to probabilities.
 
-    def __init__(self, model, card: dict, model_dir: Path | None = None):
-        import keras
+    The network runs in Keras or, when the model folder holds its converted
+    `model.tflite` and ai-edge-litert is installed, in LiteRT (see
+    bloodcell.runtime); both give the same numbers. The Keras model itself is
+    loaded only when something needs it (tf-keras-vis' methods).
+    """
 
-        self.model = model
+    def __init__(self, model, card: dict, model_dir: Path | None = None, runner=None):
+        self._model = model
         self.card = card
         self.model_dir = model_dir
-        self.name: str = card.get("name", model.name)
-        self.input_size: int = int(model.input_shape[1])
+        self.name: str = card.get("name") or model.name
+        self.input_size: int = int(card.get("input_size") or model.input_shape[1])
         self.classes: tuple[str, ...] = tuple(card.get("classes", CLASS_NAMES))
         if self.classes != CLASS_NAMES:
             raise BloodcellError(
@@ -144,64 +182,67 @@ class Classifier:
         self.temperature: float = float(card.get("calibration", {}).get("temperature", 1.0))
         # What the model sees: the whole image, or the cell view.
         self.view: str = card.get("view", FULL_VIEW)
+        self.layer_name: str = card.get("last_conv_layer") or last_conv_layer(model)
         self.outlier_detector: OutlierDetector | None = None
-        # One forward pass yields the pooled penultimate features (for the
-        # out-of-distribution score) and the logits; probabilities are a
-        # softmax of those, so temperature scaling needs no second model.
-        self._logits_model = keras.Model(
-            model.input, [model.get_layer("features").output, model.get_layer("logits").output]
-        )
-        # Compiled once: an eager Keras call costs ~10x the arithmetic of one
-        # 224-pixel image on two cores, and model.predict more still.
-        import tensorflow as tf
-
-        size = self.input_size
         # Test-time augmentation: the model sees each image and its mirror
         # images, and the logits and features are averaged (see flip_views).
         self.test_time_flips: bool = card.get("test_time_augmentation") == TTA_FLIPS
+        self.runner = runner or KerasRunner(model, self.layer_name)
 
-        def forward(images):
-            if not self.test_time_flips:
-                return self._logits_model(images, training=False)
-            features, logits = self._logits_model(flip_views(images), training=False)
-            return average_views(features), average_views(logits)
+    @property
+    def model(self):
+        """The Keras model (loaded on first use when the classifier runs in LiteRT)."""
+        if self._model is None:
+            self._model = _load_keras(self.model_dir, self.card, verify_checksum=True)
+        return self._model
 
-        self._forward = tf.function(forward, input_signature=[tf.TensorSpec((None, size, size, 3), tf.float32)])
+    @property
+    def runtime(self) -> str:
+        return self.runner.name
 
     @classmethod
     def load(cls, name_or_path: str, models_dir: str | Path | None = None,
-             verify_checksum: bool = True) -> "Classifier":
-        import keras
-
+             verify_checksum: bool = True, runtime: str = AUTO) -> "Classifier":
+        """Load a model folder; `runtime` is "keras", "lite" or "auto" (LiteRT when it can)."""
+        if runtime not in RUNTIMES:
+            raise BloodcellError(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
         folder = resolve_model_dir(name_or_path, models_dir)
         card = read_json(folder / CARD_FILE)
-        model_path = folder / MODEL_FILE
-        expected = card.get("file_sha256")
-        if verify_checksum and expected and sha256_file(model_path) != expected:
+        lite = card.get("lite")
+        if lite and lite.get("source_sha256") != card.get("file_sha256"):
+            lite = None  # converted from an older model.keras: stale, so not used
+        if runtime == LITE and not (lite and lite_available()):
             raise BloodcellError(
-                f"{model_path} does not match the sha256 in its model card; "
-                "the file is damaged or was replaced"
-            )
-        try:
-            model = keras.saving.load_model(model_path, compile=False, safe_mode=True)
-        except Exception as exc:
-            raise BloodcellError(f"could not load {model_path}: {type(exc).__name__}: {exc}") from None
-        classifier = cls(model, card, folder)
+                f"{folder.name} cannot run in LiteRT: " + (
+                    "install ai-edge-litert" if lite else
+                    f"no {LITE_FILE} (make one with 'python -m bloodcell export --model {folder.name}')"))
+        if runtime != KERAS and lite and lite_available():
+            lite_path = folder / lite.get("file", LITE_FILE)
+            # The .keras file is checked too: it is the source of truth, and
+            # tf-keras-vis' methods load it later.
+            _check_file(folder / MODEL_FILE, card.get("file_sha256"), verify_checksum)
+            _check_file(lite_path, lite.get("sha256"), verify_checksum)
+            classifier = cls(None, card, folder, runner=LiteRunner(lite_path))
+        else:
+            classifier = cls(_load_keras(folder, card, verify_checksum), card, folder)
         ood = card.get("ood")
         if ood:
             ood_path = folder / ood.get("file", OOD_FILE)
-            if verify_checksum and ood.get("sha256") and (
-                    not ood_path.is_file() or sha256_file(ood_path) != ood["sha256"]):
-                raise BloodcellError(f"{ood_path} is missing or does not match the sha256 in its model card")
+            _check_file(ood_path, ood.get("sha256"), verify_checksum)
             classifier.outlier_detector = OutlierDetector.load(ood_path)
         return classifier
 
     def logits(self, images: np.ndarray) -> np.ndarray:
         """Logits for a batch of model inputs (N, size, size, 3), float32 0..255."""
-        return self.features_and_logits(images)[1]
+        return self.forward(images).logits
 
     def features_and_logits(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Penultimate features and logits for a batch of model inputs."""
+        result = self.forward(images)
+        return result.features, result.logits
+
+    def forward(self, images: np.ndarray) -> Forward:
+        """Features, logits and class maps for a batch of model inputs, in batches of BATCH_SIZE."""
         images = np.asarray(images, dtype=np.float32)
         if images.ndim == 3:
             images = images[None]
@@ -210,15 +251,17 @@ class Classifier:
                 f"expected images of shape (N, {self.input_size}, {self.input_size}, 3), "
                 f"got {images.shape}"
             )
-        features, logits = [], []
-        for start in range(0, len(images), BATCH_SIZE):
-            batch_features, batch_logits = self._forward(images[start:start + BATCH_SIZE])
-            features.append(batch_features.numpy())
-            logits.append(batch_logits.numpy())
-        if not logits:
-            width = int(self._logits_model.outputs[0].shape[-1])
-            return np.zeros((0, width), np.float32), np.zeros((0, len(self.classes)), np.float32)
-        return np.concatenate(features), np.concatenate(logits)
+        parts = [self._forward(images[start:start + BATCH_SIZE])
+                 for start in range(0, max(len(images), 1), BATCH_SIZE)]
+        return Forward(*(np.concatenate([getattr(p, name) for p in parts], axis=1 if name == "class_maps" else 0)
+                         for name in ("features", "logits", "class_maps")))
+
+    def _forward(self, images: np.ndarray) -> Forward:
+        if not self.test_time_flips:
+            features, logits, maps = self.runner(images)
+            return Forward(features, logits, maps[None])
+        features, logits, maps = self.runner(flip_views(images))
+        return Forward(average_views(features), average_views(logits), unflip_maps(maps))
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
         return softmax(self.logits(images), self.temperature)

@@ -1,7 +1,8 @@
 """Train a model on the train split, pick epochs on validation, report on test.
 
 Writes `model.keras`, `history.json`, `metrics.json` and `card.json` into
-`<models_dir>/<name>/`. The test split is touched once, after training, for
+`<models_dir>/<name>/`, and `model.tflite` converted from the model for the
+lean runtime (bloodcell.runtime). The test split is touched once, after training, for
 the metrics; nothing is chosen with it.
 """
 
@@ -24,10 +25,11 @@ from bloodcell.data import SplitManifest, load_or_create_manifest, sha256_file
 from bloodcell.errors import BloodcellError
 from bloodcell.imaging import CELL_VIEW, FULL_VIEW
 from bloodcell.inference import (CARD_FILE, HISTORY_FILE, METRICS_FILE, MODEL_FILE, TTA_FLIPS, Classifier,
-                                 softmax)
+                                 read_json, softmax)
 from bloodcell.metrics import classification_metrics
 from bloodcell.models import MOBILENET_FINE_TUNE_FROM, build_model, get_spec, set_mobilenet_trainable
 from bloodcell.pipeline import make_dataset
+from bloodcell.runtime import KERAS, LITE_FILE, export_lite
 
 log = logging.getLogger("bloodcell")
 
@@ -285,9 +287,33 @@ def train(
     (out / HISTORY_FILE).write_text(json.dumps(history, indent=1) + "\n")
     (out / METRICS_FILE).write_text(json.dumps(metrics, indent=1) + "\n")
     (out / CARD_FILE).write_text(json.dumps(card, indent=1) + "\n")
+    write_lite(out)
     calibrate(out, data_dir, manifest)
     fit_abstention(out, data_dir, manifest)
     return out
+
+
+def write_lite(model_dir: Path) -> dict:
+    """Convert a model folder's model.keras to model.tflite and record it in the card."""
+    model_dir = Path(model_dir)
+    classifier = Classifier.load(str(model_dir), runtime=KERAS)
+    card = read_json(model_dir / CARD_FILE)
+    path = model_dir / LITE_FILE
+    started = time.perf_counter()
+    size = export_lite(classifier.model, classifier.layer_name, path)
+    card["lite"] = {
+        "file": LITE_FILE,
+        "sha256": sha256_file(path),
+        "size_bytes": size,
+        "source_sha256": card["file_sha256"],  # the model.keras it was converted from
+        "converted_with": f"tensorflow {_environment()['tensorflow']}",
+        "note": "the same network for the LiteRT interpreter (ai-edge-litert): prediction and "
+                "Grad-CAM without TensorFlow; tests hold it to the Keras model's numbers",
+    }
+    (model_dir / CARD_FILE).write_text(json.dumps(card, indent=1) + "\n")
+    log.info("%s: wrote %s (%.1f MB) in %.1f s", card.get("name"), path, size / 1e6,
+                time.perf_counter() - started)
+    return card["lite"]
 
 
 def split_logits(classifier: Classifier, manifest: SplitManifest, data_dir: Path,

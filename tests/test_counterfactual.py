@@ -31,3 +31,13 @@ def test_cell_takes_the_other_labs_stain_and_field():
     assert find_cell(twin).found
     moved = find_cell(twin).cell
     assert (moved & truth).sum() / (moved | truth).sum() > 0.7
+
+
+def test_lab_look_measures_cell_size_and_zoom_rescales_the_cell():
+    blue_white = lab_look([draw_field("blue-white", seed=s)[0] for s in range(4)])
+    # Drawn cells have radius 0.18-0.24 of the image side: diameter 0.36-0.48.
+    assert 0.34 < blue_white.cell_size < 0.5
+    image, _ = draw_field("peach", seed=5)
+    same = find_cell(as_other_lab(image, blue_white)).cell.sum()
+    smaller = find_cell(as_other_lab(image, blue_white, zoom=0.7)).cell.sum()
+    assert 0.4 < smaller / same < 0.6  # area scales with the square of the zoom (0.49)
