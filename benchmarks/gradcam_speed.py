@@ -1,8 +1,9 @@
 """Latency of prediction and Grad-CAM for one image, on this machine.
 
 Prints p50/p95 over repeated runs after warm-up for: decode + preprocess +
-predict; the compiled Grad-CAM path (prediction included); and tf-keras-vis'
-own Gradcam on the same model and image, for comparison.
+predict; our Grad-CAM path (prediction included, from the serving function's
+class maps); and tf-keras-vis' own Gradcam on the same model and image, for
+comparison.
 
     python -m benchmarks.gradcam_speed [--model cellfocus] [--runs 50] [IMAGE]
 """
@@ -69,7 +70,7 @@ def main() -> None:
     print(f"model {args.model} ({size} px), image {image.name}, {os.cpu_count()} CPUs, "
           f"{platform.processor() or platform.machine()}")
     for name, function in (("decode + preprocess + predict", predict),
-                           ("decode + preprocess + predict + Grad-CAM (compiled)", predict_and_gradcam),
+                           ("decode + preprocess + predict + Grad-CAM (class maps)", predict_and_gradcam),
                            ("tf-keras-vis Gradcam (no decode)", tf_keras_vis_gradcam)):
         p50, p95 = timed(function, args.runs)
         print(f"{name:55s} p50 {p50:7.1f} ms   p95 {p95:7.1f} ms")

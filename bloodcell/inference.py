@@ -182,11 +182,11 @@ class Classifier:
         self.temperature: float = float(card.get("calibration", {}).get("temperature", 1.0))
         # What the model sees: the whole image, or the cell view.
         self.view: str = card.get("view", FULL_VIEW)
-        self.layer_name: str = card.get("last_conv_layer") or last_conv_layer(model)
         self.outlier_detector: OutlierDetector | None = None
         # Test-time augmentation: the model sees each image and its mirror
         # images, and the logits and features are averaged (see flip_views).
         self.test_time_flips: bool = card.get("test_time_augmentation") == TTA_FLIPS
+        self.layer_name: str = card.get("last_conv_layer") or last_conv_layer(self.model)
         self.runner = runner or KerasRunner(model, self.layer_name)
 
     @property

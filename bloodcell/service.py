@@ -94,7 +94,7 @@ class ModelService:
         return self._explainer
 
     def warm_up(self) -> None:
-        """Trace the compiled Grad-CAM once so the first user does not wait for it."""
+        """Run one Grad-CAM on a blank input so the first user does not wait for the set-up."""
         size = self.classifier.input_size
         with self.lock:
             self.explainer.gradcam(np.zeros((size, size, 3), np.float32))

@@ -20,8 +20,9 @@ from pages.common import (data_dir, load_dataset_overview, load_service, model_n
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "bmp", "tif", "tiff"]
 PREDICTED = "the predicted class"
 DISPLAY_SIDE = 384
-METHOD_HELP = ("Grad-CAM is fast (compiled once per model). Grad-CAM++ and Score-CAM take "
-               "longer; SmoothGrad shows pixel-level gradients averaged over noisy copies.")
+METHOD_HELP = ("Grad-CAM comes with the prediction at no extra cost. Grad-CAM++, Score-CAM and "
+               "SmoothGrad (pixel-level gradients averaged over noisy copies) need TensorFlow: the "
+               "first one asked for takes a few seconds to load, and each takes longer per image.")
 
 
 # Caches are shared by all sessions and bounded so memory stays flat under load.
