@@ -256,7 +256,8 @@ TENSORFLOW_COMMANDS = ("train", "calibrate", "export", "audit", "bench")
 MODEL_COMMANDS = ("evaluate", "predict")
 
 COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict,
-            "calibrate": _cmd_calibrate, "export": _cmd_export, "audit": _cmd_audit, "bench": _cmd_bench, "download": _cmd_download}
+            "calibrate": _cmd_calibrate, "export": _cmd_export, "audit": _cmd_audit,
+            "bench": _cmd_bench, "download": _cmd_download}
 
 
 class _LowerCaseLevel(logging.Formatter):

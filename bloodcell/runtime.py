@@ -18,9 +18,12 @@ memory budget. Tests hold the two runtimes to the same numbers.
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import threading
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -91,8 +94,13 @@ class LiteRunner:
         from ai_edge_litert.interpreter import Interpreter
 
         try:
-            self._interpreter = Interpreter(model_path=str(path), num_threads=threads)
-            self._run = self._interpreter.get_signature_runner()
+            with _native_stderr_silenced():
+                self._interpreter = Interpreter(model_path=str(path), num_threads=threads)
+                self._run = self._interpreter.get_signature_runner()
+                # One call on a blank image: the delegate is set up (and says
+                # so on stderr) on the first call, not by the constructor.
+                shape = self._run.get_input_details()[SERVING_INPUT]["shape"]
+                self._run(**{SERVING_INPUT: np.zeros((1, *shape[1:]), np.float32)})
         except Exception as exc:  # the interpreter raises plain RuntimeError/ValueError
             raise BloodcellError(f"could not load {path}: {type(exc).__name__}: {exc}") from None
         self._lock = threading.Lock()
@@ -103,6 +111,25 @@ class LiteRunner:
             out = self._run(**{SERVING_INPUT: np.ascontiguousarray(images, np.float32)})
             # Copies: the interpreter reuses its output buffers on the next call.
             return np.array(out["features"]), np.array(out["logits"]), np.array(out["class_maps"])
+
+
+@contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Keep the interpreter's C++ start-up line ("Created TensorFlow Lite XNNPACK
+    delegate") off stderr: it is printed by native code, past Python's sys.stderr."""
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no file descriptor 2 (some embedded hosts): nothing to silence
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def export_lite(model, last_conv_layer: str, path: Path) -> int:

@@ -107,3 +107,14 @@ def test_prediction_and_gradcam_do_not_import_tensorflow(tiny_models_dir):
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_cli_predict_runs_in_litert_with_a_clean_stderr(tiny_models_dir, tmp_path):
+    image = tmp_path / "cell.png"
+    draw_cell("monocyte", 32).save(image)
+    done = subprocess.run([sys.executable, "-m", "bloodcell", "-q", "predict", "--model",
+                           str(tiny_models_dir / "cnn"), str(image)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("file,verdict,predicted_class")
+    assert done.stderr == ""  # no TensorFlow or LiteRT start-up lines
