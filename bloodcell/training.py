@@ -2,8 +2,8 @@
 
 Writes `model.keras`, `history.json`, `metrics.json` and `card.json` into
 `<models_dir>/<name>/`, and `model.tflite` converted from the model for the
-lean runtime (bloodcell.runtime). The test split is touched once, after training, for
-the metrics; nothing is chosen with it.
+lean runtime (bloodcell.runtime). The test split is touched once, after
+training, for the metrics; nothing is chosen with it.
 """
 
 from __future__ import annotations
