@@ -251,10 +251,16 @@ class Classifier:
                 f"expected images of shape (N, {self.input_size}, {self.input_size}, 3), "
                 f"got {images.shape}"
             )
-        parts = [self._forward(images[start:start + BATCH_SIZE])
-                 for start in range(0, max(len(images), 1), BATCH_SIZE)]
-        return Forward(*(np.concatenate([getattr(p, name) for p in parts], axis=1 if name == "class_maps" else 0)
-                         for name in ("features", "logits", "class_maps")))
+        if len(images) == 0:
+            # The output shapes come from one blank image.
+            blank = self._forward(np.zeros((1, *images.shape[1:]), np.float32))
+            return Forward(blank.features[:0], blank.logits[:0], blank.class_maps[:, :0])
+        parts = [self._forward(images[start:start + BATCH_SIZE]) for start in range(0, len(images), BATCH_SIZE)]
+        return Forward(
+            features=np.concatenate([p.features for p in parts]),
+            logits=np.concatenate([p.logits for p in parts]),
+            class_maps=np.concatenate([p.class_maps for p in parts], axis=1),  # axis 0 holds the views
+        )
 
     def _forward(self, images: np.ndarray) -> Forward:
         if not self.test_time_flips:

@@ -118,3 +118,15 @@ def test_cli_predict_runs_in_litert_with_a_clean_stderr(tiny_models_dir, tmp_pat
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("file,verdict,predicted_class")
     assert done.stderr == ""  # no TensorFlow or LiteRT start-up lines
+
+
+@pytest.mark.parametrize("runtime", [KERAS, LITE])
+def test_empty_and_multi_batch_inputs_keep_their_shapes(tiny_models_dir, runtime):
+    classifier = Classifier.load(str(tiny_models_dir / "cnn"), runtime=runtime)
+    empty = classifier.forward(np.zeros((0, 32, 32, 3), np.float32))
+    assert empty.logits.shape == (0, len(CLASS_NAMES)) and empty.features.shape[0] == 0
+    assert empty.class_maps.shape[:2] == (1, 0)
+    many = np.random.default_rng(0).uniform(0, 255, (40, 32, 32, 3)).astype(np.float32)  # two batches
+    result = classifier.forward(many)
+    assert result.logits.shape == (40, len(CLASS_NAMES)) and result.class_maps.shape[1] == 40
+    np.testing.assert_allclose(result.logits[35], classifier.forward(many[35:36]).logits[0], atol=1e-5)
