@@ -209,15 +209,15 @@ class Classifier:
         folder = resolve_model_dir(name_or_path, models_dir)
         card = read_json(folder / CARD_FILE)
         lite = card.get("lite")
-        if lite and lite.get("source_sha256") != card.get("file_sha256"):
-            lite = None  # converted from an older model.keras: stale, so not used
+        lite_path = folder / (lite or {}).get("file", LITE_FILE)
+        if lite and (lite.get("source_sha256") != card.get("file_sha256") or not lite_path.is_file()):
+            lite = None  # converted from an older model.keras, or deleted: Keras serves instead
         if runtime == LITE and not (lite and lite_available()):
             raise BloodcellError(
                 f"{folder.name} cannot run in LiteRT: " + (
                     "install ai-edge-litert" if lite else
-                    f"no {LITE_FILE} (make one with 'python -m bloodcell export --model {folder.name}')"))
+                    f"no current {LITE_FILE} (make one with 'python -m bloodcell export --model {folder.name}')"))
         if runtime != KERAS and lite and lite_available():
-            lite_path = folder / lite.get("file", LITE_FILE)
             # The .keras file is checked too: it is the source of truth, and
             # tf-keras-vis' methods load it later.
             _check_file(folder / MODEL_FILE, card.get("file_sha256"), verify_checksum)

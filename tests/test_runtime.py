@@ -71,6 +71,9 @@ def test_damaged_lite_file_is_refused(tiny_models_dir, tmp_path):
 
 def test_missing_or_stale_lite_file_falls_back_to_keras(tiny_models_dir, tmp_path):
     copy = _copy(tiny_models_dir, tmp_path)
+    (copy / LITE_FILE).rename(copy / "elsewhere.tflite")
+    assert Classifier.load(str(copy)).runtime == KERAS
+    (copy / "elsewhere.tflite").rename(copy / LITE_FILE)
     card = json.loads((copy / "card.json").read_text())
     card["lite"]["source_sha256"] = "0" * 64  # converted from some other model.keras
     (copy / "card.json").write_text(json.dumps(card))
