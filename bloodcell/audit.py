@@ -169,9 +169,10 @@ def _other_lab(label: str) -> str:
 def counterfactual_of(image: Image.Image, label: str, looks: dict[str, LabLook], field_index: int,
                       mask: CellMask | None = None) -> Image.Image:
     """The audit's counterfactual twin of a test image of class `label`."""
-    other = looks[_other_lab(label)]
-    zoom = other.cell_size / looks[SOURCE_LAB[label]].cell_size
-    return as_other_lab(image, other, field_index, mask, zoom=zoom)
+    other, own = looks[_other_lab(label)], looks[SOURCE_LAB[label]]
+    detail_ratio = other.detail / own.detail if other.detail and own.detail else None
+    return as_other_lab(image, other, field_index, mask, zoom=other.cell_size / own.cell_size,
+                        detail_ratio=detail_ratio)
 
 
 def _accuracy(predicted: list[int], labels: list[int]) -> float:
@@ -250,7 +251,9 @@ def run_audit(model: str, data_dir: Path, models_dir: str | Path | None = None,
         "counterfactual": {
             "description": "each test image's cell re-stained to the other lab's average cell colours "
                            "(Reinhard transfer in LAB), scaled to the other lab's magnification (the ratio "
-                           "of the labs' median cell size in the frame), and its background outside the "
+                           "of the labs' median cell size in the frame), blurred or sharpened to the other "
+                           "lab's fine detail (the ratio of the labs' median detail inside the cell), and "
+                           "its background outside the "
                            f"cell mask replaced by an empty field from one of {LOOK_IMAGES} training images "
                            "of the other lab",
             "original_accuracy": _accuracy(original, labels),
@@ -258,6 +261,7 @@ def run_audit(model: str, data_dir: Path, models_dir: str | Path | None = None,
             "changed_predictions": float(np.mean(np.asarray(original) != np.asarray(counterfactual))),
             "lab_stains": {lab: look.cell_stain.to_dict() for lab, look in looks.items()},
             "lab_cell_sizes": {lab: look.cell_size for lab, look in looks.items()},
+            "lab_cell_details": {lab: look.detail for lab, look in looks.items()},
         },
     }
     report["counterfactual"]["drop_points"] = 100 * (

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+from PIL import Image
+from scipy import ndimage
 
 from bloodcell.cellmask import find_cell
-from bloodcell.counterfactual import as_other_lab, empty_field, lab_look
+from bloodcell.counterfactual import as_other_lab, cell_detail, empty_field, lab_look, match_detail
 from bloodcell.stain import stain_stats
 from drawn_fields import LOOKS, draw_field
 
@@ -41,3 +43,49 @@ def test_lab_look_measures_cell_size_and_zoom_rescales_the_cell():
     same = find_cell(as_other_lab(image, blue_white)).cell.sum()
     smaller = find_cell(as_other_lab(image, blue_white, zoom=0.7)).cell.sum()
     assert 0.4 < smaller / same < 0.6  # area scales with the square of the zoom (0.49)
+
+
+def _textured(image, truth, sigma: float, seed: int = 0):
+    """`image` with a granular texture (smoothed by `sigma` pixels) inside the cell."""
+    rng = np.random.default_rng(seed)
+    grain = ndimage.gaussian_filter(rng.normal(0, 40, truth.shape), sigma)[..., None]
+    pixels = np.asarray(image, np.float32) + np.where(truth[..., None], grain, 0)
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+
+
+def test_cell_detail_measures_texture_not_the_outline():
+    image, truth = draw_field("peach", seed=2)
+    flat = cell_detail(np.asarray(image), truth)  # only the nucleus' edge inside
+    sharp = cell_detail(np.asarray(_textured(image, truth, 0.7)), truth)
+    soft = cell_detail(np.asarray(_textured(image, truth, 2.0)), truth)
+    assert flat + 1 < soft < sharp / 2
+    # The cell's outline against the field is not counted: a flat disc has none.
+    disc = np.zeros((100, 100, 3), np.float32)
+    yy, xx = np.mgrid[:100, :100]
+    inside = (yy - 50) ** 2 + (xx - 50) ** 2 < 30 ** 2
+    disc[inside] = 200
+    assert cell_detail(disc, inside) == 0
+
+
+def test_match_detail_blurs_or_sharpens_to_the_target():
+    image, truth = draw_field("blue-white", seed=4)
+    pixels = np.asarray(_textured(image, truth, 1.2), np.float32)
+    own = cell_detail(pixels, truth)
+    for ratio in (0.3, 0.7, 2.0, 3.0):
+        matched = match_detail(pixels, truth, own * ratio)
+        assert abs(cell_detail(matched, truth) / own - ratio) < 0.05 * ratio
+
+
+def test_twin_takes_the_other_labs_detail():
+    image, truth = draw_field("peach", seed=6)
+    image = _textured(image, truth, 0.8, seed=1)
+    soft_lab = lab_look([_textured(*draw_field("blue-white", seed=s), 2.0, seed=s) for s in range(4)])
+    sharp_lab = lab_look([_textured(*draw_field("peach", seed=s), 0.8, seed=s) for s in range(4)])
+    assert soft_lab.detail < sharp_lab.detail / 2
+    ratio = soft_lab.detail / sharp_lab.detail
+    twin = as_other_lab(image, soft_lab, detail_ratio=ratio)
+    own = cell_detail(np.asarray(image), truth)
+    # Measured away from the seam; the re-staining changes contrast a little too.
+    assert abs(cell_detail(np.asarray(twin), truth) / own - ratio) < 0.25 * ratio
+    unchanged = as_other_lab(image, soft_lab)
+    assert cell_detail(np.asarray(unchanged), truth) > own / 2
