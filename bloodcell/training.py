@@ -47,7 +47,8 @@ RECIPES: dict[str, dict] = {
     },
     # The same schedule on the cell view, plus colour augmentation: with the
     # stain normalised and the background gone, colour jitter, greyscale and
-    # blur leave the model nothing lab-specific to hold on to.
+    # a random focus (blur or sharpen) leave the model less that is
+    # lab-specific to hold on to.
     # It has more to learn from the cell itself than the others, which can
     # lean on the lab: two more blocks unfrozen, more epochs, more patience.
     "cellfocus": {
@@ -73,17 +74,23 @@ SHORTCUT_MEASURES = {
              "(bloodcell.cellview.REFERENCE_STAIN), so both labs' cells get the same colours",
     "background": "everything outside the cell mask set to flat grey: red cells, plasma and "
                   "vignetting carry no lab signature",
-    "augmentation": "hard colour jitter, some greyscale and blur on top, so residual colour and "
-                    "sharpness differences between the labs are not worth learning",
+    "augmentation": "hard colour jitter and some greyscale, so residual colour differences between "
+                    "the labs are not worth learning; every image blurred or sharpened to a random "
+                    "level of fine detail, because the Munich scans are 3x softer than the Barcelona "
+                    "ones and blurring alone would leave 'sharp' meaning 'Barcelona'",
     "selection": "epochs and learning rate chosen on the validation split (val_loss); the "
-                 "counterfactual test of `python -m bloodcell audit` checked the design; the "
-                 "cross-source set was only measured at the end, never used to choose",
+                 "counterfactual test of `python -m bloodcell audit` (other lab's stain, field, "
+                 "magnification and sharpness) checked the design and chose the random focus over "
+                 "batch-level blur; the cross-source set was only measured at the end, never used "
+                 "to choose",
 }
 
 GEOMETRIC_AUGMENTATION = ("random quarter turns and flips; on half the batches rotation up to "
                           "18 degrees, zoom 10%, shift 6%")
 COLOUR_AUGMENTATION = ("hue +-0.06, saturation x0.6-1.4, brightness +-0.12, contrast x0.7-1.3, "
-                       "greyscale for 10% of images, Gaussian blur (sigma 0.6-1.6) on a third of batches")
+                       "greyscale for 10% of images; focus: 80% of images blurred or sharpened "
+                       "(unsharp mask) to a detail level drawn log-uniformly from 4-16 "
+                       "(bloodcell.pipeline.random_focus)")
 
 
 class LearningRateLogger(keras.callbacks.Callback):

@@ -44,3 +44,36 @@ def test_colour_augmentation_keeps_shape_and_range_and_changes_colours():
     assert out.shape == (6, 32, 32, 3)
     assert out.min() >= 0 and out.max() <= 255.0001
     assert not np.allclose(out, images.numpy())
+
+
+def _textured_views(count: int, grain: float, seed: int) -> np.ndarray:
+    """Cell-view-like images: a granular disc on flat grey, the grain smoothed by `grain` pixels."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:64, :64]
+    disc = (yy - 32) ** 2 + (xx - 32) ** 2 < 24 ** 2
+    views = np.full((count, 64, 64, 3), 225.0, np.float32)
+    for view in views:
+        texture = ndimage.gaussian_filter(rng.normal(0, 50, (64, 64)), grain)
+        view[disc] = (140 + texture[disc])[:, None]
+    return np.clip(views, 0, 255)
+
+
+def test_random_focus_takes_away_the_sharpness_gap_between_labs():
+    import tensorflow as tf
+
+    from bloodcell.pipeline import image_detail, random_focus
+
+    tf.random.set_seed(3)
+    soft, sharp = _textured_views(48, 1.6, seed=1), _textured_views(48, 0.6, seed=2)
+    before = np.median(image_detail(sharp).numpy()) / np.median(image_detail(soft).numpy())
+    focused_soft, focused_sharp = random_focus(tf.constant(soft)), random_focus(tf.constant(sharp))
+    after = np.median(image_detail(focused_sharp).numpy()) / np.median(image_detail(focused_soft).numpy())
+    assert before > 2.5
+    assert after < 1.6
+    assert focused_soft.shape == soft.shape
+    assert float(tf.reduce_min(focused_sharp)) >= 0 and float(tf.reduce_max(focused_sharp)) <= 255
+    # The flat background stays flat: only the cell is blurred or sharpened.
+    np.testing.assert_allclose(focused_soft.numpy()[:, :3, :3], 225.0, atol=1e-3)
+
