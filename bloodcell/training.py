@@ -75,8 +75,8 @@ SHORTCUT_MEASURES = {
     "background": "everything outside the cell mask set to flat grey: red cells, plasma and "
                   "vignetting carry no lab signature",
     "augmentation": "hard colour jitter and some greyscale, so residual colour differences between "
-                    "the labs are not worth learning; every image blurred or sharpened to a random "
-                    "level of fine detail, because the Munich scans are 3x softer than the Barcelona "
+                    "the labs are not worth learning; four in five images blurred or sharpened to a "
+                    "random level of fine detail, because the Munich scans are 3x softer than the Barcelona "
                     "ones and blurring alone would leave 'sharp' meaning 'Barcelona'",
     "selection": "epochs and learning rate chosen on the validation split (val_loss); the "
                  "counterfactual test of `python -m bloodcell audit` (other lab's stain, field, "
