@@ -73,7 +73,10 @@ def image_detail(images: tf.Tensor) -> tf.Tensor:
 
     The cell view's background is flat, so the cell is where the grey level
     varies at all: the mean runs over those pixels, and a small cell in a
-    large frame measures the same as a large one.
+    large frame measures the same as a large one. It is the tf.data twin of
+    bloodcell.counterfactual.cell_detail (which needs a cell mask and works
+    on whole photos); it counts the cell's outline too, so its values run
+    higher than cell_detail's.
     """
     grey = tf.image.rgb_to_grayscale(images)
     laplacian = tf.abs(tf.nn.conv2d(grey, _LAPLACIAN, 1, "VALID"))
