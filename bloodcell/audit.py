@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -51,6 +52,8 @@ HISTOGRAM_BINS = 16
 # Corner patches: this fraction of the image side, in each of the 4 corners.
 CORNER_FRACTION = 0.1
 EXAMPLES_PER_KIND = 6
+# The parts of a lab's look the counterfactual swaps, each also swapped on its own.
+COUNTERFACTUAL_PARTS = ("stain", "field", "magnification", "sharpness")
 
 
 # --- 1. colour-only baselines -------------------------------------------------
@@ -167,16 +170,49 @@ def _other_lab(label: str) -> str:
 
 
 def counterfactual_of(image: Image.Image, label: str, looks: dict[str, LabLook], field_index: int,
-                      mask: CellMask | None = None) -> Image.Image:
-    """The audit's counterfactual twin of a test image of class `label`."""
+                      mask: CellMask | None = None, part: str | None = None) -> Image.Image:
+    """The audit's counterfactual twin of a test image of class `label`.
+
+    With `part` (one of COUNTERFACTUAL_PARTS) only that part of the other
+    lab's look is taken; the rest stays the image's own lab's, so each cue's
+    share of the drop can be told apart.
+    """
     other, own = looks[_other_lab(label)], looks[SOURCE_LAB[label]]
     detail_ratio = other.detail / own.detail if other.detail and own.detail else None
-    return as_other_lab(image, other, field_index, mask, zoom=other.cell_size / own.cell_size,
-                        detail_ratio=detail_ratio)
+    zoom = other.cell_size / own.cell_size
+    if part is None:
+        return as_other_lab(image, other, field_index, mask, zoom=zoom, detail_ratio=detail_ratio)
+    if part == "stain":
+        return as_other_lab(image, replace(own, cell_stain=other.cell_stain), field_index, mask)
+    if part == "field":
+        return as_other_lab(image, replace(own, backgrounds=other.backgrounds), field_index, mask)
+    if part == "magnification":
+        return as_other_lab(image, own, field_index, mask, zoom=zoom)
+    if part == "sharpness":
+        return as_other_lab(image, own, field_index, mask, detail_ratio=detail_ratio)
+    raise ValueError(f"unknown counterfactual part {part!r} (expected one of {COUNTERFACTUAL_PARTS})")
 
 
 def _accuracy(predicted: list[int], labels: list[int]) -> float:
     return float(np.mean(np.asarray(predicted) == np.asarray(labels))) if labels else float("nan")
+
+
+def per_class_accuracy(labels: list[int], original: list[int], counterfactual: list[int]) -> dict:
+    """Per true class: accuracy on the originals and on their counterfactual twins.
+
+    The overall drop hides which way the shortcut runs: a cell of a Munich
+    class shown with the Barcelona look is what a user with a PBC-style
+    microscope uploads.
+    """
+    labels = np.asarray(labels)
+    rows = {}
+    for index, name in enumerate(CLASS_NAMES):
+        chosen = labels == index
+        if chosen.any():
+            rows[name] = {"images": int(chosen.sum()),
+                          "original_accuracy": float(np.mean(np.asarray(original)[chosen] == index)),
+                          "counterfactual_accuracy": float(np.mean(np.asarray(counterfactual)[chosen] == index))}
+    return rows
 
 
 def run_audit(model: str, data_dir: Path, models_dir: str | Path | None = None,
@@ -200,6 +236,7 @@ def run_audit(model: str, data_dir: Path, models_dir: str | Path | None = None,
     looks = lab_looks(manifest, data_dir)
 
     labels, original, counterfactual, heat_shares, area_shares, flagged = [], [], [], [], [], []
+    part_predictions: dict[str, list[int]] = {part: [] for part in COUNTERFACTUAL_PARTS}
     examples: dict[str, list[dict]] = {"test_error": [], "counterfactual_flip": [], "cross_source_error": []}
     test_colours, first_cells = [], []
     for index, (path, label) in enumerate(test_pairs):
@@ -216,9 +253,12 @@ def run_audit(model: str, data_dir: Path, models_dir: str | Path | None = None,
         area_shares.append(float(cell.mean()))
         flagged.append(prediction.verdict() != OK)
 
-        twin = counterfactual_of(image, label, looks, index, mask)
-        twin_probabilities = classifier.predict_proba(classifier_input(classifier, twin)[None])[0]
+        twins = [counterfactual_of(image, label, looks, index, mask, part) for part in (None, *COUNTERFACTUAL_PARTS)]
+        twins_probabilities = classifier.predict_proba(np.stack([classifier_input(classifier, t) for t in twins]))
+        twin_probabilities = twins_probabilities[0]
         twin_predicted = int(np.argmax(twin_probabilities))
+        for part, probabilities in zip(COUNTERFACTUAL_PARTS, twins_probabilities[1:]):
+            part_predictions[part].append(int(np.argmax(probabilities)))
 
         true = CLASS_NAMES.index(label)
         labels.append(true)
@@ -266,6 +306,12 @@ def run_audit(model: str, data_dir: Path, models_dir: str | Path | None = None,
     }
     report["counterfactual"]["drop_points"] = 100 * (
         report["counterfactual"]["original_accuracy"] - report["counterfactual"]["counterfactual_accuracy"])
+    report["counterfactual"]["per_class"] = per_class_accuracy(labels, original, counterfactual)
+    # Each part of the look on its own (the rest the image's own lab's).
+    report["counterfactual"]["parts"] = {
+        part: {"accuracy": _accuracy(predicted, labels),
+               "changed_predictions": float(np.mean(np.asarray(original) != np.asarray(predicted)))}
+        for part, predicted in part_predictions.items()}
     report["abstention"] = {"test_flagged": float(np.mean(flagged))}
 
     cross = _cross_source(classifier, cross_source_dir, examples) if cross_source_dir else None
@@ -322,12 +368,18 @@ def _cross_source(classifier: Classifier, folder: Path, examples: dict) -> dict:
                 {"path": Path(path).relative_to(folder).as_posix(), "true": label,
                  "predicted": result.predicted_class, "confidence": result.confidence})
     counts = {name: predicted.count(name) for name in CLASS_NAMES}
+    right = np.asarray([p == t for p, t in zip(predicted, labels)])
+    answered = np.asarray([r.verdict() == OK for r in results])
     return {
         "folder": folder.name,
         "images": len(pairs),
-        "accuracy": float(np.mean([p == t for p, t in zip(predicted, labels)])),
+        "accuracy": float(right.mean()),
         "predicted_counts": counts,
-        "flagged": float(np.mean([r.verdict() != OK for r in results])),
+        "flagged": float(1 - answered.mean()),
+        # What a user meets: the answers given without a warning, and how
+        # many of those are right.
+        "answered": int(answered.sum()),
+        "accuracy_when_answered": float(right[answered].mean()) if answered.any() else None,
     }
 
 
@@ -345,9 +397,14 @@ def format_audit(report: dict) -> str:
     cf = report["counterfactual"]
     lines.append(f"  counterfactual (other lab's look) {cf['counterfactual_accuracy']:.2%} "
                  f"vs {cf['original_accuracy']:.2%} ({cf['drop_points']:+.1f} points drop)")
+    for part, entry in cf.get("parts", {}).items():
+        lines.append(f"    {part + ' alone':<31}{entry['accuracy']:.2%}")
     if "cross_source" in report:
         cs = report["cross_source"]
         lines.append(f"  cross-source ({cs['folder']}, {cs['images']} images)  {cs['accuracy']:.2%}")
+        if cs.get("accuracy_when_answered") is not None:
+            lines.append(f"    answered without a flag: {cs['answered']}, of which right "
+                         f"{cs['accuracy_when_answered']:.1%}")
     ab = report["abstention"]
     lines.append(f"  flagged: test {ab['test_flagged']:.1%}"
                  + (f", cross-source {ab['cross_source_flagged']:.1%}" if "cross_source_flagged" in ab else "")
@@ -378,11 +435,38 @@ def summary_rows(audits: dict[str, dict]) -> list[dict]:
             "counterfactual accuracy": cf["counterfactual_accuracy"],
             "drop (points)": round(cf["drop_points"], 1),
             "cross-source accuracy": report.get("cross_source", {}).get("accuracy"),
+            "cross-source, right when unflagged": report.get("cross_source", {}).get("accuracy_when_answered"),
             "Grad-CAM on cell": cam["mean_share_on_cell"],
             "cell area": cam["mean_cell_area_share"],
             "test flagged": ab["test_flagged"],
             "non-cell images flagged": ab.get("probes_flagged_as_not_a_cell"),
         })
+    return rows
+
+
+def counterfactual_class_rows(audits: dict[str, dict]) -> list[dict]:
+    """Per class, each model's accuracy on the counterfactual twins (when the audit has it)."""
+    rows = []
+    for name in CLASS_NAMES:
+        row = {"class": name, "photographed in": SOURCE_LAB[name], "shown as": _other_lab(name)}
+        for model, report in audits.items():
+            entry = report["counterfactual"].get("per_class", {}).get(name)
+            row[model] = entry["counterfactual_accuracy"] if entry else None
+        rows.append(row)
+    return rows
+
+
+def counterfactual_part_rows(audits: dict[str, dict]) -> list[dict]:
+    """Per part of the other lab's look, each model's accuracy with only that part swapped."""
+    rows = []
+    for part in (*COUNTERFACTUAL_PARTS, "all together"):
+        row = {"swapped": part}
+        for model, report in audits.items():
+            cf = report["counterfactual"]
+            entry = cf.get("parts", {}).get(part)
+            row[model] = cf["counterfactual_accuracy"] if part == "all together" else (
+                entry["accuracy"] if entry else None)
+        rows.append(row)
     return rows
 
 

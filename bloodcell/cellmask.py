@@ -86,6 +86,14 @@ class CellMask:
             return "no cell in the middle of the image (several cells, or crop to one cell)"
         return None
 
+    def cell_side(self) -> int:
+        """The cell's longer side in pixels (0 without a cell)."""
+        if not self.found:
+            return 0
+        rows = np.flatnonzero(self.cell.any(axis=1))
+        cols = np.flatnonzero(self.cell.any(axis=0))
+        return int(max(rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1))
+
     def box(self, margin: float = CROP_MARGIN) -> tuple[int, int, int, int]:
         """A square (left, top, right, bottom) around the cell, clipped to the image.
 
@@ -100,11 +108,16 @@ class CellMask:
         cols = np.flatnonzero(self.cell.any(axis=0))
         centre_y = (rows[0] + rows[-1] + 1) / 2
         centre_x = (cols[0] + cols[-1] + 1) / 2
-        side = max(rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1) * (1 + 2 * margin)
-        side = min(max(side, MIN_BOX_FRACTION * min(height, width)), max(height, width))
+        side = crop_side(self.cell_side(), height, width, margin)
         left = int(round(min(max(centre_x - side / 2, 0), max(width - side, 0))))
         top = int(round(min(max(centre_y - side / 2, 0), max(height - side, 0))))
         return left, top, int(round(min(left + side, width))), int(round(min(top + side, height)))
+
+
+def crop_side(cell_side: float, height: int, width: int, margin: float = CROP_MARGIN) -> float:
+    """The side of the square crop around a cell `cell_side` pixels across."""
+    side = max(cell_side * (1 + 2 * margin), MIN_BOX_FRACTION * min(height, width))
+    return min(side, max(height, width))
 
 
 def nucleus_stain(rgb: np.ndarray) -> np.ndarray:

@@ -109,8 +109,7 @@ def lab_look(images: list[Image.Image], fields: int = 8) -> LabLook:
 
 
 def _cell_size(mask: CellMask) -> float:
-    rows, cols = np.flatnonzero(mask.cell.any(axis=1)), np.flatnonzero(mask.cell.any(axis=0))
-    return max(rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1) / min(mask.cell.shape)
+    return mask.cell_side() / min(mask.cell.shape)
 
 
 def _zoom_about(image: Image.Image, zoom: float, centre: tuple[float, float]) -> Image.Image:

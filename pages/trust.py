@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-from bloodcell.audit import baseline_rows, counterfactual_of, summary_rows
+from bloodcell.audit import (baseline_rows, counterfactual_class_rows, counterfactual_of,
+                             counterfactual_part_rows, summary_rows)
 from bloodcell.cells import DISPLAY_NAMES
 from bloodcell.charts import audit_figure
 from bloodcell.config import DEFAULT_MODEL, SOURCE_LAB, resolve_cross_source_dir
@@ -52,7 +53,19 @@ def show_summary(audits: dict) -> None:
     st.plotly_chart(audit_figure(rows), width="stretch")
     st.dataframe(rows, hide_index=True, width="stretch", column_config={
         key: PERCENT for key in ("test accuracy", "counterfactual accuracy", "cross-source accuracy",
-                                 "Grad-CAM on cell", "cell area", "test flagged", "non-cell images flagged")})
+                                 "cross-source, right when unflagged", "Grad-CAM on cell", "cell area",
+                                 "test flagged", "non-cell images flagged")})
+    left, right = st.columns(2)
+    with left:
+        st.markdown("**Which part of the look moves each model**: accuracy with only one part of "
+                    "the other lab's look swapped in.")
+        st.dataframe(counterfactual_part_rows(audits), hide_index=True, width="stretch",
+                     column_config={name: PERCENT for name in audits})
+    with right:
+        st.markdown("**Counterfactual accuracy per class.** Munich neutrophils shown the Barcelona "
+                    "way are the nearest thing here to a neutrophil from a PBC-style microscope.")
+        st.dataframe(counterfactual_class_rows(audits), hide_index=True, width="stretch",
+                     column_config={name: PERCENT for name in audits})
     any_report = next(iter(audits.values()))
     st.markdown("**Colour-only baselines** (same train and test split)")
     st.dataframe(baseline_rows(any_report), hide_index=True, width="stretch",

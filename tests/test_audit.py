@@ -10,8 +10,11 @@ import pytest
 from PIL import Image
 
 from bloodcell.abstention import NOT_A_CELL
-from bloodcell.audit import (AUDIT_FILE, baseline_rows, colour_baselines, colour_features, format_audit,
-                             heat_on_cell, load_audit, probe_images, run_audit, summary_rows)
+from bloodcell.audit import (AUDIT_FILE, COUNTERFACTUAL_PARTS, baseline_rows, colour_baselines,
+                             colour_features, counterfactual_class_rows, counterfactual_part_rows,
+                             format_audit, heat_on_cell, load_audit, per_class_accuracy, probe_images,
+                             run_audit, summary_rows)
+from bloodcell.config import CLASS_NAMES
 from drawn_fields import draw_field
 
 
@@ -78,6 +81,35 @@ def test_audit_writes_every_section(audited):
     assert row["model"] == "cnn" and row["sees"] == "whole image"
 
 
+def test_audit_breaks_the_counterfactual_down_by_part_and_class_and_counts_unflagged_answers(audited):
+    report, _ = audited
+    per_class = report["counterfactual"]["per_class"]
+    assert sum(entry["images"] for entry in per_class.values()) == report["test_images"]
+    weighted = sum(e["counterfactual_accuracy"] * e["images"] for e in per_class.values()) / report["test_images"]
+    assert weighted == pytest.approx(report["counterfactual"]["counterfactual_accuracy"])
+    cross = report["cross_source"]
+    assert cross["answered"] == round(cross["images"] * (1 - report["abstention"]["cross_source_flagged"]))
+    assert cross["accuracy_when_answered"] is None or 0 <= cross["accuracy_when_answered"] <= 1
+    parts = report["counterfactual"]["parts"]
+    assert set(parts) == set(COUNTERFACTUAL_PARTS)
+    assert all(0 <= entry["accuracy"] <= 1 for entry in parts.values())
+    part_rows = counterfactual_part_rows({"cnn": report})
+    assert [r["swapped"] for r in part_rows] == [*COUNTERFACTUAL_PARTS, "all together"]
+    assert part_rows[-1]["cnn"] == report["counterfactual"]["counterfactual_accuracy"]
+    rows = counterfactual_class_rows({"cnn": report})
+    assert [r["class"] for r in rows] == list(CLASS_NAMES)
+    assert rows[0]["shown as"] != rows[0]["photographed in"]
+    assert all(r["cnn"] == per_class[r["class"]]["counterfactual_accuracy"] for r in rows if r["class"] in per_class)
+
+
+def test_per_class_accuracy_counts_each_class_on_its_own():
+    labels, original, twins = [0, 0, 1, 1], [0, 0, 1, 0], [0, 1, 4, 4]
+    rows = per_class_accuracy(labels, original, twins)
+    assert rows[CLASS_NAMES[0]] == {"images": 2, "original_accuracy": 1.0, "counterfactual_accuracy": 0.5}
+    assert rows[CLASS_NAMES[1]] == {"images": 2, "original_accuracy": 0.5, "counterfactual_accuracy": 0.0}
+    assert set(rows) == {CLASS_NAMES[0], CLASS_NAMES[1]}
+
+
 def test_audit_limit_is_recorded(tiny_models_dir, drawn_dataset):
     report = run_audit("cnn", drawn_dataset, tiny_models_dir, limit=2)
     assert report["test_images"] == 2 and report["limited"]
@@ -131,3 +163,36 @@ def test_default_model_flags_every_kind_of_non_cell(shipped_models, real_data):
     cells = [Image.open(sorted((real_data / c).iterdir())[0]).convert("RGB") for c in CLASS_NAMES[:4]]
     for name, image in probe_images(cells).items():
         assert classifier.assess(name, image).verdict() == NOT_A_CELL, name
+
+
+def test_counterfactual_parts_swap_one_part_of_the_look_each():
+    from bloodcell.audit import counterfactual_of
+    from bloodcell.cellmask import find_cell
+    from bloodcell.counterfactual import lab_look
+    from bloodcell.stain import stain_stats
+    from drawn_fields import LOOKS
+
+    looks = {"PBC Barcelona": lab_look([draw_field("peach", seed=s)[0] for s in range(4)]),
+             "Munich AML": lab_look([draw_field("blue-white", seed=s)[0] for s in range(4, 8)])}
+    looks["Munich AML"].cell_size = looks["PBC Barcelona"].cell_size * 1.4
+    image, _ = draw_field("peach", seed=9)
+    mask = find_cell(image)
+
+    def corner(twin):
+        return np.asarray(twin, np.float32)[:20, :20].reshape(-1, 3).mean(axis=0)
+
+    def stain(twin):
+        return np.asarray(stain_stats(np.asarray(twin, np.float32), mask.cell).mean)
+
+    munich, barcelona = looks["Munich AML"].cell_stain.mean, looks["PBC Barcelona"].cell_stain.mean
+    stained = counterfactual_of(image, "basophil", looks, 0, mask, part="stain")
+    assert np.abs(stain(stained) - munich).max() < 3
+    assert np.abs(corner(stained) - LOOKS["peach"]["background"]).max() < 8
+    fielded = counterfactual_of(image, "basophil", looks, 0, mask, part="field")
+    assert np.abs(stain(fielded) - barcelona).max() < 3
+    assert np.abs(corner(fielded) - LOOKS["blue-white"]["background"]).max() < 8
+    zoomed = counterfactual_of(image, "basophil", looks, 0, mask, part="magnification")
+    # Munich cells are drawn larger in the frame here, so a Barcelona cell grows.
+    assert find_cell(zoomed).cell.sum() > 1.5 * mask.cell.sum()
+    with pytest.raises(ValueError, match="unknown counterfactual part"):
+        counterfactual_of(image, "basophil", looks, 0, mask, part="scanner")
