@@ -33,7 +33,7 @@ from PIL import Image
 from bloodcell.abstention import NOT_A_CELL, OK
 from bloodcell.cellmask import CellMask, find_cell
 from bloodcell.cellview import cell_view_and_mask
-from bloodcell.config import CLASS_NAMES, SOURCE_LAB
+from bloodcell.config import CLASS_NAMES, SOURCE_LAB, other_lab
 from bloodcell.counterfactual import LabLook, as_other_lab, lab_look
 from bloodcell.data import load_or_create_manifest
 from bloodcell.errors import BloodcellError
@@ -165,10 +165,6 @@ def lab_looks(manifest, data_dir: Path) -> dict[str, LabLook]:
     return looks
 
 
-def _other_lab(label: str) -> str:
-    return next(lab for lab in sorted(set(SOURCE_LAB.values())) if lab != SOURCE_LAB[label])
-
-
 def counterfactual_of(image: Image.Image, label: str, looks: dict[str, LabLook], field_index: int,
                       mask: CellMask | None = None, part: str | None = None) -> Image.Image:
     """The audit's counterfactual twin of a test image of class `label`.
@@ -177,7 +173,7 @@ def counterfactual_of(image: Image.Image, label: str, looks: dict[str, LabLook],
     lab's look is taken; the rest stays the image's own lab's, so each cue's
     share of the drop can be told apart.
     """
-    other, own = looks[_other_lab(label)], looks[SOURCE_LAB[label]]
+    other, own = looks[other_lab(label)], looks[SOURCE_LAB[label]]
     detail_ratio = other.detail / own.detail if other.detail and own.detail else None
     zoom = other.cell_size / own.cell_size
     if part is None:
@@ -211,7 +207,8 @@ def per_class_accuracy(labels: list[int], original: list[int], counterfactual: l
         if chosen.any():
             rows[name] = {"images": int(chosen.sum()),
                           "original_accuracy": float(np.mean(np.asarray(original)[chosen] == index)),
-                          "counterfactual_accuracy": float(np.mean(np.asarray(counterfactual)[chosen] == index))}
+                          "counterfactual_accuracy":
+                              float(np.mean(np.asarray(counterfactual)[chosen] == index))}
     return rows
 
 
@@ -253,8 +250,11 @@ def run_audit(model: str, data_dir: Path, models_dir: str | Path | None = None,
         area_shares.append(float(cell.mean()))
         flagged.append(prediction.verdict() != OK)
 
-        twins = [counterfactual_of(image, label, looks, index, mask, part) for part in (None, *COUNTERFACTUAL_PARTS)]
-        twins_probabilities = classifier.predict_proba(np.stack([classifier_input(classifier, t) for t in twins]))
+        # The full twin first, then one twin per part of the look.
+        twins = [counterfactual_of(image, label, looks, index, mask, part)
+                 for part in (None, *COUNTERFACTUAL_PARTS)]
+        twins_probabilities = classifier.predict_proba(
+            np.stack([classifier_input(classifier, twin) for twin in twins]))
         twin_probabilities = twins_probabilities[0]
         twin_predicted = int(np.argmax(twin_probabilities))
         for part, probabilities in zip(COUNTERFACTUAL_PARTS, twins_probabilities[1:]):
@@ -448,12 +448,26 @@ def counterfactual_class_rows(audits: dict[str, dict]) -> list[dict]:
     """Per class, each model's accuracy on the counterfactual twins (when the audit has it)."""
     rows = []
     for name in CLASS_NAMES:
-        row = {"class": name, "photographed in": SOURCE_LAB[name], "shown as": _other_lab(name)}
+        row = {"class": name, "photographed in": SOURCE_LAB[name], "shown as if from": other_lab(name)}
         for model, report in audits.items():
             entry = report["counterfactual"].get("per_class", {}).get(name)
             row[model] = entry["counterfactual_accuracy"] if entry else None
         rows.append(row)
     return rows
+
+
+def proxy_and_real(report: dict, label: str = "seg_neutrophil") -> tuple[float, float] | None:
+    """Accuracy on `label`'s counterfactual twins, and on the real cross-source cells.
+
+    The twins of the Munich neutrophils are the audit's stand-in for the
+    cross-source neutrophils; the gap says how much of another lab's look
+    the counterfactual leaves out. None when either figure is missing.
+    """
+    entry = report["counterfactual"].get("per_class", {}).get(label)
+    cross = report.get("cross_source")
+    if entry is None or cross is None:
+        return None
+    return entry["counterfactual_accuracy"], cross["accuracy"]
 
 
 def counterfactual_part_rows(audits: dict[str, dict]) -> list[dict]:

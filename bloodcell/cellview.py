@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from bloodcell.cellmask import CellMask, find_cell
+from bloodcell.cellmask import CellMask, crop_side, find_cell
 from bloodcell.stain import StainStats, average_stats, stain_stats, transfer_stain
 
 # The reference stain: the mean LAB statistics of the white cells (mask
@@ -60,6 +60,22 @@ def crop_mask(mask: CellMask, box: tuple[int, int, int, int], size: int) -> np.n
     left, top, right, bottom = box
     cell = Image.fromarray(mask.cell[top:bottom, left:right].astype(np.uint8) * 255)
     return np.asarray(cell.resize((size, size), Image.Resampling.BILINEAR)) >= 128
+
+
+def view_zoom(mask: CellMask, zoom: float) -> float:
+    """How much larger the cell looks in its view when the photo is magnified by `zoom`.
+
+    The crop box follows the cell's size but never drops below a fraction of
+    the image, so a magnification change does not simply cancel out: a small
+    cell magnified grows in its view until it fills it, a large one shrunk
+    takes a smaller share of a box held at its minimum size. 1.0 when no cell
+    was found.
+    """
+    if not mask.found or zoom <= 0:
+        return 1.0
+    height, width = mask.cell.shape
+    cell = mask.cell_side()
+    return float(zoom * crop_side(cell, height, width) / crop_side(zoom * cell, height, width))
 
 
 def reference_stain(images: list[Image.Image]) -> StainStats:

@@ -27,6 +27,16 @@ SOURCE_LAB: dict[str, str] = {
     "myeloblast": "Munich AML",
     "seg_neutrophil": "Munich AML",
 }
+# Median size of the white cell in each lab's photos (its longer side over the
+# image's shorter side, bloodcell.counterfactual's measure), over all 3,148
+# training images where a cell was found: the labs photograph at different
+# magnifications, so a cell's size in the frame says which lab took it.
+LAB_CELL_SIZE: dict[str, float] = {"PBC Barcelona": 0.425, "Munich AML": 0.562}
+
+
+def other_lab(label: str) -> str:
+    """The lab that did not photograph class `label` (there are two)."""
+    return next(lab for lab in sorted(set(SOURCE_LAB.values())) if lab != SOURCE_LAB[label])
 
 # The architectures bloodcell/models.py builds (named here so the CLI can list
 # them without importing Keras).

@@ -57,8 +57,9 @@ MODEL_SPECS: dict[str, ModelSpec] = {
         last_conv_layer="out_relu",
         description="MobileNetV2 transfer learning on the cell view: each image cropped to "
         "its white cell, stain-normalised to one reference and its background removed, "
-        "trained with hard colour augmentation and a random focus (blur or sharpen), so "
-        "that colour and sharpness say little about the lab and the model has to look at the cell.",
+        "trained with hard colour augmentation, a random focus (blur or sharpen) and a random "
+        "magnification between the two labs', so that colour, sharpness and size in the frame say "
+        "little about the lab and the model has to look at the cell.",
         backbone="mobilenetv2",
         view=CELL_VIEW,
     ),

@@ -91,7 +91,9 @@ def test_a_photo_that_is_no_blood_cell_gets_no_class(with_data):
 def test_trust_page_shows_the_audit_and_examples(with_data):
     app = open_page("pages/trust.py")
     assert not app.exception, app.exception
-    assert len(app.dataframe) >= 3  # models, colour baselines, abstention probes
+    # models, counterfactual by part and by class, colour baselines, abstention probes
+    assert len(app.dataframe) >= 5
+    assert any("upper bound" in c.value for c in app.caption)
     captions = " ".join(c for image in app.get("image") for c in image.captions)
     assert "true " in captions and "says" in captions  # example cells with heatmaps
 

@@ -98,8 +98,18 @@ def test_audit_breaks_the_counterfactual_down_by_part_and_class_and_counts_unfla
     assert part_rows[-1]["cnn"] == report["counterfactual"]["counterfactual_accuracy"]
     rows = counterfactual_class_rows({"cnn": report})
     assert [r["class"] for r in rows] == list(CLASS_NAMES)
-    assert rows[0]["shown as"] != rows[0]["photographed in"]
+    assert rows[0]["shown as if from"] != rows[0]["photographed in"]
     assert all(r["cnn"] == per_class[r["class"]]["counterfactual_accuracy"] for r in rows if r["class"] in per_class)
+
+
+def test_proxy_and_real_pairs_the_neutrophil_twins_with_the_cross_source_cells(audited):
+    from bloodcell.audit import proxy_and_real
+
+    report, _ = audited
+    twins, real = proxy_and_real(report)
+    assert twins == report["counterfactual"]["per_class"]["seg_neutrophil"]["counterfactual_accuracy"]
+    assert real == report["cross_source"]["accuracy"]
+    assert proxy_and_real({**report, "cross_source": None}) is None
 
 
 def test_per_class_accuracy_counts_each_class_on_its_own():
@@ -118,9 +128,9 @@ def test_audit_limit_is_recorded(tiny_models_dir, drawn_dataset):
 def test_shipped_audits_match_the_files_and_the_default_model_holds_its_figures(shipped_models):
     """Each audit was measured on the very model file that ships. The default model keeps the
     targets it meets (test accuracy, abstention) and beats the whole-image models on every
-    shortcut check. Short of the targets: its counterfactual drop (3.6 points, 2 aimed for, since
-    the twins take the other lab's sharpness too) and its cross-source accuracy (38%, 90% aimed
-    for); the bounds below hold it to the figures the README reports."""
+    shortcut check. Short of the targets: its counterfactual drop (2.5 points, 2 aimed for) and
+    its cross-source accuracy (27%, 90% aimed for); the bounds below hold it to the figures the
+    README reports."""
     from bloodcell.config import DEFAULT_MODEL, MODEL_NAMES
     from bloodcell.data import sha256_file
 
@@ -130,7 +140,7 @@ def test_shipped_audits_match_the_files_and_the_default_model_holds_its_figures(
         assert report["model_sha256"] == sha256_file(shipped_models / name / "model.keras"), name
     best = audits[DEFAULT_MODEL]
     assert best["test_accuracy"] >= 0.995
-    assert best["counterfactual"]["drop_points"] <= 3.6
+    assert best["counterfactual"]["drop_points"] <= 2.6
     assert best["abstention"]["test_flagged"] <= 0.02
     assert best["abstention"]["probes_flagged_as_not_a_cell"] == 1.0
     for name, other in audits.items():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from bloodcell.cellview import BACKGROUND_GREY, REFERENCE_STAIN, cell_view, cell_view_and_mask
@@ -38,3 +39,37 @@ def test_model_input_uses_the_cell_view():
 def test_no_cell_gives_a_centred_stain_normalised_square():
     view = cell_view(Image.new("RGB", (300, 200), (240, 230, 220)), 48)
     assert view.shape == (48, 48, 3) and np.isfinite(view).all()
+
+
+def _disc_mask(diameter: float, side: int = 400):
+    from bloodcell.cellmask import CellMask
+
+    yy, xx = np.mgrid[:side, :side]
+    cell = (yy - side / 2 + 0.5) ** 2 + (xx - side / 2 + 0.5) ** 2 < (diameter / 2) ** 2
+    return CellMask(cell, cell, True, 100.0, 1)
+
+
+def _share_of_view(mask) -> float:
+    left, _, right, _ = mask.box()
+    return mask.cell_side() / (right - left)
+
+
+def test_view_zoom_predicts_the_cell_size_in_the_view_of_a_magnified_photo():
+    from bloodcell.cellview import view_zoom
+
+    for diameter in (110, 160, 220, 280):
+        for zoom in (0.76, 1.3):
+            expected = _share_of_view(_disc_mask(diameter * zoom)) / _share_of_view(_disc_mask(diameter))
+            assert abs(view_zoom(_disc_mask(diameter), zoom) - expected) < 0.02, (diameter, zoom)
+    # A large cell fills its view at any magnification; a small one sits in a
+    # box of minimum size, so magnifying it shows.
+    assert view_zoom(_disc_mask(200), 1.3) == pytest.approx(1.0)
+    assert view_zoom(_disc_mask(110), 1.3) > 1.25
+    assert view_zoom(_disc_mask(220), 0.76) > 0.8
+
+
+def test_view_zoom_without_a_cell_is_one():
+    from bloodcell.cellmask import find_cell
+    from bloodcell.cellview import view_zoom
+
+    assert view_zoom(find_cell(Image.new("RGB", (64, 64), (240, 230, 220))), 0.7) == 1.0

@@ -33,3 +33,10 @@ def test_imagenet_weights_default_to_download(monkeypatch, tmp_path):
     monkeypatch.setenv(IMAGENET_WEIGHTS_ENV, str(tmp_path / "w.h5"))
     assert resolve_imagenet_weights() == str(tmp_path / "w.h5")
     assert resolve_imagenet_weights("local.h5") == str(Path("local.h5"))
+
+
+def test_other_lab_is_the_lab_that_did_not_photograph_the_class():
+    from bloodcell.config import SOURCE_LAB, other_lab
+
+    for label, lab in SOURCE_LAB.items():
+        assert other_lab(label) != lab and other_lab(label) in SOURCE_LAB.values()

@@ -77,3 +77,63 @@ def test_random_focus_takes_away_the_sharpness_gap_between_labs():
     # The flat background stays flat: only the cell is blurred or sharpened.
     np.testing.assert_allclose(focused_soft.numpy()[:, :3, :3], 225.0, atol=1e-3)
 
+
+
+def _disc_views(count: int, radius: int = 20, side: int = 64) -> np.ndarray:
+    yy, xx = np.mgrid[:side, :side]
+    disc = (yy - side / 2 + 0.5) ** 2 + (xx - side / 2 + 0.5) ** 2 < radius ** 2
+    views = np.full((count, side, side, 3), 225.0, np.float32)
+    views[:, disc] = 90.0
+    return views
+
+
+def _disc_radius(views: np.ndarray) -> np.ndarray:
+    return np.sqrt((views[..., 0] < 157.5).sum(axis=(1, 2)) / np.pi)
+
+
+def test_random_magnification_stays_between_the_two_labs_scales():
+    import tensorflow as tf
+
+    from bloodcell.cellview import BACKGROUND_GREY
+    from bloodcell.pipeline import random_magnification
+
+    views = tf.constant(_disc_views(64))
+    shrink = random_magnification(views, tf.fill((64,), 0.75), probability=1.0).numpy()
+    grow = random_magnification(views, tf.fill((64,), 1.3), probability=1.0).numpy()
+    kept = random_magnification(views, tf.fill((64,), 0.75), probability=0.0).numpy()
+
+    radius = 20
+    assert np.all(_disc_radius(shrink) >= 0.75 * radius - 1) and np.all(_disc_radius(shrink) <= radius + 0.5)
+    assert np.all(_disc_radius(grow) <= 1.3 * radius + 1) and np.all(_disc_radius(grow) >= radius - 0.5)
+    # Drawn between the two scales, not stuck at either end.
+    assert np.std(_disc_radius(shrink)) > 0.8 and np.std(_disc_radius(grow)) > 0.8
+    np.testing.assert_array_equal(kept, views.numpy())
+    # What the zoom uncovers is the view's background grey.
+    assert np.all(shrink[:, :3, :3] == BACKGROUND_GREY)
+
+
+def test_magnification_transfer_needs_the_cell_view(drawn_dataset):
+    import pytest
+
+    files = sorted((drawn_dataset / "monocyte").iterdir())[:2]
+    with pytest.raises(ValueError, match="cell view"):
+        make_dataset(files, [0, 0], 32, magnification_transfer=0.5)
+
+
+def test_magnification_transfer_dataset_gives_images_and_labels(drawn_dataset):
+    from bloodcell.imaging import CELL_VIEW
+
+    files = sorted((drawn_dataset / "seg_neutrophil").iterdir())[:3]
+    label = CLASS_NAMES.index("seg_neutrophil")
+    images, labels = next(iter(make_dataset(files, [label] * 3, 48, batch_size=3, view=CELL_VIEW,
+                                            magnification_transfer=1.0)))
+    assert images.shape == (3, 48, 48, 3) and list(labels.numpy()) == [label] * 3
+
+
+def test_other_lab_zoom_is_the_ratio_of_the_labs_cell_sizes():
+    from bloodcell.config import LAB_CELL_SIZE
+    from bloodcell.pipeline import other_lab_zoom
+
+    barcelona, munich = LAB_CELL_SIZE["PBC Barcelona"], LAB_CELL_SIZE["Munich AML"]
+    assert other_lab_zoom("seg_neutrophil") == barcelona / munich < 1  # Munich cells shrink
+    assert other_lab_zoom("monocyte") == munich / barcelona
