@@ -38,6 +38,7 @@ def other_lab(label: str) -> str:
     """The lab that did not photograph class `label` (there are two)."""
     return next(lab for lab in sorted(set(SOURCE_LAB.values())) if lab != SOURCE_LAB[label])
 
+
 # The architectures bloodcell/models.py builds (named here so the CLI can list
 # them without importing Keras).
 MODEL_NAMES: tuple[str, ...] = ("cnn", "mobilenetv2", "cellfocus")
