@@ -130,6 +130,28 @@ def test_magnification_transfer_dataset_gives_images_and_labels(drawn_dataset):
     assert images.shape == (3, 48, 48, 3) and list(labels.numpy()) == [label] * 3
 
 
+def test_decoder_pairs_each_view_with_its_cells_zoom_to_the_other_lab(drawn_dataset):
+    """The zoom fed to random_magnification is view_zoom of that image's own cell."""
+    import tensorflow as tf
+
+    from bloodcell.cellmask import find_cell
+    from bloodcell.cellview import view_zoom
+    from bloodcell.imaging import CELL_VIEW, read_image, to_model_input
+    from bloodcell.pipeline import _decode, other_lab_zoom
+
+    pairs = [(path, label) for label in ("seg_neutrophil", "monocyte")
+             for path in sorted((drawn_dataset / label).iterdir())[:2]]
+    decode = _decode(48, CELL_VIEW, with_zoom=True)
+    for (path, label), ((image, zoom), _) in zip(pairs, tf.data.Dataset.from_tensor_slices(
+            ([str(p) for p, _ in pairs], [CLASS_NAMES.index(label) for _, label in pairs])).map(decode)):
+        photo = read_image(path)
+        mask = find_cell(photo)
+        assert zoom.numpy() == np.float32(view_zoom(mask, other_lab_zoom(label)))
+        np.testing.assert_array_equal(image.numpy(), to_model_input(photo, 48, CELL_VIEW))
+    # Munich cells are zoomed out towards Barcelona's scale, Barcelona cells in.
+    assert other_lab_zoom("seg_neutrophil") < 1 < other_lab_zoom("monocyte")
+
+
 def test_other_lab_zoom_is_the_ratio_of_the_labs_cell_sizes():
     from bloodcell.config import LAB_CELL_SIZE
     from bloodcell.pipeline import other_lab_zoom
