@@ -32,14 +32,14 @@ from PIL import Image
 
 from bloodcell.abstention import NOT_A_CELL, OK
 from bloodcell.cellmask import CellMask, find_cell
-from bloodcell.cellview import cell_view_and_mask
+from bloodcell.cellview import cell_view_and_mask, grey_cell_view_and_mask
 from bloodcell.config import CLASS_NAMES, SOURCE_LAB, other_lab
 from bloodcell.counterfactual import LabLook, as_other_lab, lab_look
 from bloodcell.data import load_or_create_manifest
 from bloodcell.errors import BloodcellError
 from bloodcell.evaluation import collect_labelled_images
 from bloodcell.explain import Explainer
-from bloodcell.imaging import CELL_VIEW, read_image, to_model_input
+from bloodcell.imaging import CELL_VIEW, GREY_CELL_VIEW, read_image, to_model_input
 from bloodcell.inference import Classifier, resolve_model_dir
 
 log = logging.getLogger("bloodcell")
@@ -113,6 +113,8 @@ def model_input_and_mask(classifier: Classifier, image: Image.Image,
     size = classifier.input_size
     if classifier.view == CELL_VIEW:
         return cell_view_and_mask(image, size, mask)
+    if classifier.view == GREY_CELL_VIEW:
+        return grey_cell_view_and_mask(image, size, mask)
     cell = Image.fromarray(mask.cell.astype(np.uint8) * 255).resize((size, size), Image.Resampling.BILINEAR)
     return to_model_input(image, size), np.asarray(cell) >= 128
 
@@ -423,6 +425,9 @@ def load_audit(model_dir: Path) -> dict | None:
         return None
 
 
+SEES = {CELL_VIEW: "cell view", GREY_CELL_VIEW: "grey cell view"}
+
+
 def summary_rows(audits: dict[str, dict]) -> list[dict]:
     """One row per audited model: the figures that say whether it reads the cell or the lab."""
     rows = []
@@ -430,7 +435,7 @@ def summary_rows(audits: dict[str, dict]) -> list[dict]:
         cf, cam, ab = report["counterfactual"], report["gradcam_on_cell"], report["abstention"]
         rows.append({
             "model": name,
-            "sees": "cell view" if report.get("view") == CELL_VIEW else "whole image",
+            "sees": SEES.get(report.get("view"), "whole image"),
             "test accuracy": report["test_accuracy"],
             "counterfactual accuracy": cf["counterfactual_accuracy"],
             "drop (points)": round(cf["drop_points"], 1),

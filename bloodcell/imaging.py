@@ -126,10 +126,20 @@ def read_image(source: ImageSource) -> Image.Image:
 
 # What a model sees: the whole field squeezed to a square, or the cell view
 # (bloodcell/cellview.py: cropped to the white cell, stain-normalised,
-# background removed). A model's card names its view.
+# background removed), or the grey cell view (the same in grey levels, fine
+# detail capped). A model's card names its view.
 FULL_VIEW = "full"
 CELL_VIEW = "cell"
-VIEWS: tuple[str, ...] = (FULL_VIEW, CELL_VIEW)
+GREY_CELL_VIEW = "cell-grey"
+CELL_VIEWS: tuple[str, ...] = (CELL_VIEW, GREY_CELL_VIEW)
+VIEWS: tuple[str, ...] = (FULL_VIEW, *CELL_VIEWS)
+# What each view is, in words for the app.
+VIEW_DESCRIPTIONS = {
+    FULL_VIEW: "the whole image, resized",
+    CELL_VIEW: "the cell view: cropped, stain-normalised, background removed",
+    GREY_CELL_VIEW: "the grey cell view: cropped, stain-normalised, background removed, "
+                    "then grey levels with fine detail capped",
+}
 
 
 def to_model_input(image: Image.Image, size: int, view: str = FULL_VIEW, mask=None) -> np.ndarray:
@@ -145,6 +155,10 @@ def to_model_input(image: Image.Image, size: int, view: str = FULL_VIEW, mask=No
         from bloodcell.cellview import cell_view
 
         return cell_view(image, size, mask)
+    if view == GREY_CELL_VIEW:
+        from bloodcell.cellview import grey_cell_view
+
+        return grey_cell_view(image, size, mask)
     if view != FULL_VIEW:
         raise ValueError(f"unknown view {view!r} (expected one of {VIEWS})")
     resized = image.resize((size, size), RESAMPLE)

@@ -19,7 +19,7 @@ from keras import layers, regularizers
 
 from bloodcell.config import MODEL_NAMES, NUM_CLASSES
 from bloodcell.errors import BloodcellError
-from bloodcell.imaging import CELL_VIEW, FULL_VIEW
+from bloodcell.imaging import CELL_VIEW, FULL_VIEW, GREY_CELL_VIEW
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,17 @@ MODEL_SPECS: dict[str, ModelSpec] = {
         "little about the lab and the model has to look at the cell.",
         backbone="mobilenetv2",
         view=CELL_VIEW,
+    ),
+    "cellgrey": ModelSpec(
+        name="cellgrey",
+        input_size=224,
+        last_conv_layer="out_relu",
+        description="cellfocus' recipe on the grey cell view: the same crop, stain normalisation and "
+        "background removal, then grey levels only and fine detail capped at the softer lab's level, "
+        "so that neither colour nor the sharper scanner is there to learn; what is left is the "
+        "cell's shape, its nucleus and its coarser texture.",
+        backbone="mobilenetv2",
+        view=GREY_CELL_VIEW,
     ),
 }
 assert tuple(MODEL_SPECS) == MODEL_NAMES

@@ -14,9 +14,9 @@ import numpy as np
 import tensorflow as tf
 
 from bloodcell.cellmask import find_cell
-from bloodcell.cellview import BACKGROUND_GREY, view_zoom
+from bloodcell.cellview import BACKGROUND_GREY, DETAIL_CEILING, view_zoom
 from bloodcell.config import CLASS_NAMES, LAB_CELL_SIZE, SOURCE_LAB, other_lab
-from bloodcell.imaging import CELL_VIEW, FULL_VIEW, load_model_input, read_image, to_model_input
+from bloodcell.imaging import CELL_VIEWS, FULL_VIEW, GREY_CELL_VIEW, load_model_input, read_image, to_model_input
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -67,6 +67,8 @@ def _gaussian_blur(images: tf.Tensor, sigma: tf.Tensor) -> tf.Tensor:
 # 16.1). Within these bounds the focus augmentation gives most images a
 # detail level drawn independently of their lab.
 FOCUS_DETAIL_RANGE = (4.0, 16.0)
+# The grey cell view caps detail at DETAIL_CEILING, so its focus range stops there.
+GREY_FOCUS_DETAIL_RANGE = (4.0, DETAIL_CEILING)
 FOCUS_PROBABILITY = 0.8
 _LAPLACIAN = tf.constant([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]], shape=(3, 3, 1, 1))
 
@@ -89,12 +91,12 @@ def image_detail(images: tf.Tensor) -> tf.Tensor:
     return tf.reduce_sum(laplacian * varies, axis=(1, 2, 3)) / area
 
 
-def random_focus(images: tf.Tensor) -> tf.Tensor:
+def random_focus(images: tf.Tensor, detail_range: tuple[float, float] = FOCUS_DETAIL_RANGE) -> tf.Tensor:
     """Blur or sharpen each image towards a random detail level.
 
     Blurring alone cannot hide sharpness: a sharp cell would still only ever
     come from Barcelona. So each image (four in five) is moved to a detail
-    level drawn log-uniformly from FOCUS_DETAIL_RANGE, by mixing it with a
+    level drawn log-uniformly from `detail_range`, by mixing it with a
     blurred copy (softer) or pushing away from it (unsharp mask, sharper);
     the mixing weight is interpolated from the image's detail at weights -1,
     0 and 1, measured on the image itself.
@@ -105,7 +107,7 @@ def random_focus(images: tf.Tensor) -> tf.Tensor:
     detail = image_detail(images)
     softest = image_detail(soft)
     sharper = image_detail(images + difference)
-    low, high = FOCUS_DETAIL_RANGE
+    low, high = detail_range
     target = tf.exp(tf.random.uniform((count,), tf.math.log(low), tf.math.log(high)))
     blur_weight = -tf.clip_by_value((detail - target) / tf.maximum(detail - softest, 1e-3), 0.0, 1.0)
     sharpen_weight = tf.clip_by_value((target - detail) / tf.maximum(sharper - detail, 1e-3), 0.0, 6.0)
@@ -114,7 +116,7 @@ def random_focus(images: tf.Tensor) -> tf.Tensor:
     return tf.clip_by_value(images + weight[:, None, None, None] * difference, 0.0, 255.0)
 
 
-def augment_colour(images: tf.Tensor) -> tf.Tensor:
+def augment_colour(images: tf.Tensor, grey: bool = False) -> tf.Tensor:
     """Hard colour and focus augmentation, per image, on pixels 0..255.
 
     The cell view already normalises the stain; these perturbations go
@@ -122,16 +124,22 @@ def augment_colour(images: tf.Tensor) -> tf.Tensor:
     labs is worth learning: hue, saturation, brightness and contrast
     jitter, greyscale for one image in ten, and a random focus (the Munich
     scans are softer than the Barcelona ones) for four in five.
+
+    With `grey` (the grey cell view) there is no colour to jitter: only
+    brightness, contrast and the focus, within the view's detail ceiling.
     """
     x = images / 255.0
-    x = tf.map_fn(lambda image: tf.image.random_hue(image, 0.06), x)
-    x = tf.map_fn(lambda image: tf.image.random_saturation(image, 0.6, 1.4), x)
+    if not grey:
+        x = tf.map_fn(lambda image: tf.image.random_hue(image, 0.06), x)
+        x = tf.map_fn(lambda image: tf.image.random_saturation(image, 0.6, 1.4), x)
     x = tf.map_fn(lambda image: tf.image.random_brightness(image, 0.12), x)
     x = tf.map_fn(lambda image: tf.image.random_contrast(image, 0.7, 1.3), x)
-    grey = tf.image.grayscale_to_rgb(tf.image.rgb_to_grayscale(x))
-    use_grey = tf.random.uniform((tf.shape(x)[0], 1, 1, 1)) < 0.1
-    x = tf.where(use_grey, grey, x)
-    return random_focus(tf.clip_by_value(x, 0.0, 1.0) * 255.0)
+    if not grey:
+        in_grey = tf.image.grayscale_to_rgb(tf.image.rgb_to_grayscale(x))
+        use_grey = tf.random.uniform((tf.shape(x)[0], 1, 1, 1)) < 0.1
+        x = tf.where(use_grey, in_grey, x)
+    return random_focus(tf.clip_by_value(x, 0.0, 1.0) * 255.0,
+                        GREY_FOCUS_DETAIL_RANGE if grey else FOCUS_DETAIL_RANGE)
 
 
 def other_lab_zoom(label: str) -> float:
@@ -210,7 +218,7 @@ def make_dataset(
     between their lab's and the other lab's (cell view only; see
     random_magnification).
     """
-    if magnification_transfer and view != CELL_VIEW:
+    if magnification_transfer and view not in CELL_VIEWS:
         raise ValueError("magnification transfer works on the cell view only")
     dataset = tf.data.Dataset.from_tensor_slices(
         ([str(p) for p in paths], np.asarray(labels, dtype=np.int32))
@@ -230,5 +238,6 @@ def make_dataset(
             lambda x, y: (augment_batch(x, augmenter, seed), y), num_parallel_calls=AUTOTUNE
         )
     if colour_augment:
-        dataset = dataset.map(lambda x, y: (augment_colour(x), y), num_parallel_calls=AUTOTUNE)
+        grey = view == GREY_CELL_VIEW
+        dataset = dataset.map(lambda x, y: (augment_colour(x, grey), y), num_parallel_calls=AUTOTUNE)
     return dataset.prefetch(AUTOTUNE)

@@ -21,7 +21,7 @@ from bloodcell.cellmask import find_cell
 from bloodcell.config import CLASS_NAMES
 from bloodcell.errors import ImageReadError
 from bloodcell.explain import GRADCAM, Explainer
-from bloodcell.imaging import CELL_VIEW, read_image, to_model_input
+from bloodcell.imaging import CELL_VIEWS, VIEW_DESCRIPTIONS, read_image, to_model_input
 from bloodcell.inference import Classifier
 
 DEFAULT_UNSURE_THRESHOLD = DEFAULT_MIN_CONFIDENCE
@@ -47,6 +47,7 @@ class Analysis:
     # drawn over the right part of the photo.
     model_view: np.ndarray | None = None
     view_box: tuple[float, float, float, float] | None = None
+    view_description: str | None = None  # bloodcell.imaging.VIEW_DESCRIPTIONS
 
     @property
     def ok(self) -> bool:
@@ -114,7 +115,7 @@ class ModelService:
         scores = classifier.ood_scores(explanation.features[None])
         detector = classifier.outlier_detector
         view, box = None, None
-        if classifier.view == CELL_VIEW:
+        if classifier.view in CELL_VIEWS:
             view = np.clip(model_input + 0.5, 0, 255).astype(np.uint8)
             left, top, right, bottom = mask.box()
             box = (left / image.width, top / image.height, right / image.width, bottom / image.height)
@@ -123,7 +124,8 @@ class ModelService:
                         explanation.heatmap.astype(np.float16), explanation.method, image_size=image.size,
                         ood_score=None if scores is None else float(scores[0]),
                         ood_threshold=None if detector is None else detector.threshold,
-                        cell_problem=mask.problem, model_view=view, view_box=box)
+                        cell_problem=mask.problem, model_view=view, view_box=box,
+                        view_description=VIEW_DESCRIPTIONS.get(classifier.view))
 
 
 def results_rows(analyses: list[Analysis], threshold: float = DEFAULT_UNSURE_THRESHOLD) -> list[dict]:

@@ -118,8 +118,7 @@ def show_result(image, result, options: dict, key: str) -> None:
     if result.model_view is not None:
         original.image(image, caption="input", width="stretch")
         original.image(overlay(Image.fromarray(result.model_view), result.heatmap, options["opacity"]),
-                       caption=f"{result.model} sees the cell view: cropped, stain-normalised, "
-                               "background removed", width="stretch")
+                       caption=f"{result.model} sees {result.view_description}", width="stretch")
     else:
         original.image(image, caption=f"{result.model}: input", width="stretch")
     explained = DISPLAY_NAMES[CLASS_NAMES[result.class_index]]

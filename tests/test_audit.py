@@ -130,9 +130,11 @@ def test_shipped_audits_match_the_files_and_the_default_model_holds_its_figures(
     targets it meets (test accuracy, abstention) and beats the whole-image models on every
     shortcut check. Short of the targets: its counterfactual drop (2.5 points, 2 aimed for) and
     its cross-source accuracy (27%, 90% aimed for); the bounds below hold it to the figures the
-    README reports."""
+    README reports. The grey cell-view model does better on the cross-source cells (53%) but is
+    not the default: by the rule written before it was trained, it misses the test target."""
     from bloodcell.config import DEFAULT_MODEL, MODEL_NAMES
     from bloodcell.data import sha256_file
+    from bloodcell.imaging import FULL_VIEW
 
     audits = {name: load_audit(shipped_models / name) for name in MODEL_NAMES}
     for name, report in audits.items():
@@ -144,10 +146,14 @@ def test_shipped_audits_match_the_files_and_the_default_model_holds_its_figures(
     assert best["abstention"]["test_flagged"] <= 0.02
     assert best["abstention"]["probes_flagged_as_not_a_cell"] == 1.0
     for name, other in audits.items():
-        if name != DEFAULT_MODEL:
+        if name == DEFAULT_MODEL:
+            continue
+        if other["view"] == FULL_VIEW:
             assert best["counterfactual"]["drop_points"] < other["counterfactual"]["drop_points"]
             assert best["cross_source"]["accuracy"] > other["cross_source"]["accuracy"]
             assert best["gradcam_on_cell"]["mean_share_on_cell"] > other["gradcam_on_cell"]["mean_share_on_cell"]
+        else:  # another cell-view model: it misses a target the default meets
+            assert other["test_accuracy"] < 0.995 or other["counterfactual"]["drop_points"] > 2.6, name
 
 
 def test_real_test_cells_are_rarely_flagged(shipped_models, real_data):

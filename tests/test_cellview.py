@@ -73,3 +73,65 @@ def test_view_zoom_without_a_cell_is_one():
     from bloodcell.cellview import view_zoom
 
     assert view_zoom(find_cell(Image.new("RGB", (64, 64), (240, 230, 220))), 0.7) == 1.0
+
+
+def _striped(side: int = 96, period: int = 2) -> np.ndarray:
+    """A grey square with fine stripes on a flat field: lots of fine detail."""
+    grey = np.full((side, side), BACKGROUND_GREY, np.float32)
+    grey[20:76, 20:76] = 120.0
+    grey[20:76, 20:76:period] = 60.0
+    return grey
+
+
+def test_view_detail_matches_the_training_pipelines_measure():
+    import tensorflow as tf
+
+    from bloodcell.cellview import view_detail
+    from bloodcell.pipeline import image_detail
+
+    rng = np.random.default_rng(0)
+    for grey in (_striped(), _striped(period=5), rng.uniform(0, 255, (64, 64)).astype(np.float32)):
+        rgb = np.repeat(grey[None, ..., None], 3, axis=-1)
+        assert view_detail(grey) == pytest.approx(float(image_detail(tf.constant(rgb))[0]), rel=1e-3)
+
+
+def test_cap_detail_blurs_sharp_views_down_to_the_ceiling_and_leaves_soft_ones():
+    from scipy import ndimage
+
+    from bloodcell.cellview import DETAIL_CEILING, cap_detail, view_detail
+
+    sharp = _striped()
+    assert view_detail(sharp) > 3 * DETAIL_CEILING
+    capped = cap_detail(sharp)
+    assert DETAIL_CEILING * 0.9 < view_detail(capped) <= DETAIL_CEILING
+    soft = ndimage.gaussian_filter(sharp, 3.0)
+    assert view_detail(soft) < DETAIL_CEILING
+    np.testing.assert_array_equal(cap_detail(soft), soft)
+
+
+def test_grey_view_is_the_cell_view_in_grey_with_capped_detail():
+    from bloodcell.cellview import DETAIL_CEILING, GREY_WEIGHTS, grey_cell_view_and_mask, view_detail
+    from bloodcell.imaging import GREY_CELL_VIEW
+
+    image, _ = draw_field("peach", seed=4)
+    colour, inside = cell_view_and_mask(image, 96)
+    grey, grey_inside = grey_cell_view_and_mask(image, 96)
+    assert grey.shape == (96, 96, 3) and grey.dtype == np.float32
+    np.testing.assert_array_equal(grey[..., 0], grey[..., 1])
+    np.testing.assert_array_equal(grey[..., 0], grey[..., 2])
+    np.testing.assert_array_equal(inside, grey_inside)
+    assert view_detail(grey[..., 0]) <= DETAIL_CEILING
+    # Only softened, never shifted: the mean grey level of the cell is kept.
+    assert abs(grey[..., 0][inside].mean() - (colour @ GREY_WEIGHTS)[inside].mean()) < 2
+    np.testing.assert_array_equal(to_model_input(image, 96, GREY_CELL_VIEW), grey)
+
+
+def test_grey_view_hides_the_stain_that_reinhard_transfer_leaves():
+    """Two stains of one drawn cell differ less in the grey view than in the colour view."""
+    from bloodcell.cellview import grey_cell_view
+
+    peach, _ = draw_field("peach", seed=7)
+    blue, _ = draw_field("blue-white", seed=7)
+    colour = np.abs(cell_view(peach, 96) - cell_view(blue, 96)).mean()
+    grey = np.abs(grey_cell_view(peach, 96) - grey_cell_view(blue, 96)).mean()
+    assert grey < colour, (grey, colour)

@@ -159,3 +159,32 @@ def test_other_lab_zoom_is_the_ratio_of_the_labs_cell_sizes():
     barcelona, munich = LAB_CELL_SIZE["PBC Barcelona"], LAB_CELL_SIZE["Munich AML"]
     assert other_lab_zoom("seg_neutrophil") == barcelona / munich < 1  # Munich cells shrink
     assert other_lab_zoom("monocyte") == munich / barcelona
+
+
+def test_grey_augmentation_keeps_images_grey_and_within_the_detail_ceiling():
+    import tensorflow as tf
+
+    from bloodcell.cellview import DETAIL_CEILING, view_detail
+    from bloodcell.pipeline import augment_colour
+
+    rng = np.random.default_rng(3)
+    grey = np.full((8, 64, 64), 225.0, np.float32)
+    grey[:, 16:48, 16:48] = 100.0 + 40.0 * rng.standard_normal((8, 32, 32)).astype(np.float32)
+    from bloodcell.cellview import cap_detail
+    images = np.repeat(np.stack([cap_detail(g) for g in grey])[..., None], 3, axis=-1)
+    out = augment_colour(tf.constant(images), grey=True).numpy()
+    assert out.shape == images.shape and out.min() >= 0 and out.max() <= 255
+    np.testing.assert_allclose(out[..., 0], out[..., 1], atol=1e-3)
+    np.testing.assert_allclose(out[..., 0], out[..., 2], atol=1e-3)
+    details = [view_detail(image[..., 0]) for image in out]
+    # Contrast jitter scales detail by up to 1.3; the focus never sharpens past the ceiling.
+    assert max(details) <= DETAIL_CEILING * 1.3 + 0.1, details
+    assert not np.allclose(out, images)
+
+
+def test_grey_view_dataset_trains_on_grey_views(drawn_dataset):
+    from bloodcell.imaging import GREY_CELL_VIEW, load_model_input
+
+    files = sorted((drawn_dataset / "monocyte").iterdir())[:2]
+    batch = next(iter(make_dataset(files, [2, 2], 48, batch_size=2, view=GREY_CELL_VIEW)))[0].numpy()
+    np.testing.assert_array_equal(batch, np.stack([load_model_input(f, 48, GREY_CELL_VIEW) for f in files]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -59,15 +60,19 @@ def test_training_stores_a_fitted_temperature(tiny_models_dir):
     assert Classifier.load("cnn", tiny_models_dir).temperature == calibration["temperature"]
 
 
-@pytest.fixture(scope="module")
-def tiny_cell_models_dir(tmp_path_factory, drawn_dataset, imagenet_weights):
-    """A cellfocus model (cell view) trained for one epoch at 32 pixels."""
+def _train_tiny(name: str, models_dir: Path, drawn_dataset: Path, imagenet_weights: Path) -> Path:
+    """Model `name` trained for one epoch at 32 pixels on the drawn dataset."""
     from bloodcell.training import train
 
-    models_dir = tmp_path_factory.mktemp("cell-models")
-    train("cellfocus", drawn_dataset, models_dir, epochs=1, image_size=32, batch_size=8, verbose=0,
+    train(name, drawn_dataset, models_dir, epochs=1, image_size=32, batch_size=8, verbose=0,
           base_weights=str(imagenet_weights))
     return models_dir
+
+
+@pytest.fixture(scope="module")
+def tiny_cell_models_dir(tmp_path_factory, drawn_dataset, imagenet_weights):
+    """A cellfocus model (cell view)."""
+    return _train_tiny("cellfocus", tmp_path_factory.mktemp("cell-models"), drawn_dataset, imagenet_weights)
 
 
 def test_cell_view_model_records_its_view_and_abstention(tiny_cell_models_dir):
@@ -113,3 +118,22 @@ def test_test_time_flips_make_the_answer_mirror_invariant(tiny_cell_models_dir, 
     direct, flipped = explainer.gradcam(image), explainer.gradcam(mirrored)
     np.testing.assert_allclose(direct.probabilities, classifier.predict_proba(image[None])[0], atol=1e-5)
     np.testing.assert_allclose(direct.heatmap[:, ::-1], flipped.heatmap, atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def tiny_grey_models_dir(tmp_path_factory, drawn_dataset, imagenet_weights):
+    """A cellgrey model (grey cell view)."""
+    return _train_tiny("cellgrey", tmp_path_factory.mktemp("grey-models"), drawn_dataset, imagenet_weights)
+
+
+def test_grey_view_model_records_why_and_answers_alike_in_training_and_prediction(tiny_grey_models_dir,
+                                                                                   drawn_dataset):
+    card = json.loads((tiny_grey_models_dir / "cellgrey" / "card.json").read_text())
+    assert card["view"] == "cell-grey"
+    assert {"colour", "detail", "stain", "magnification"} <= set(card["shortcut_measures"])
+    assert "4-6" in card["hyperparameters"]["augmentation"] and "hue" not in card["hyperparameters"]["augmentation"]
+    classifier = Classifier.load("cellgrey", tiny_grey_models_dir)
+    files = sorted((drawn_dataset / "seg_neutrophil").iterdir())[:4]
+    batch = next(iter(make_dataset(files, [4] * len(files), 32, batch_size=len(files), view="cell-grey")))[0]
+    from_files = np.stack([r.probabilities for r in classifier.predict_sources(files)])
+    np.testing.assert_allclose(classifier.predict_proba(batch.numpy()), from_files, atol=1e-5)
