@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 "method, batch throughput, the app's cold start, first prediction and "
                                 "memory under 200 predictions with heatmaps. Prints a table.")
     bench.add_argument("--json", metavar="OUT", help="also write the figures as JSON")
-    bench.add_argument("--model", help="model for the in-process figures (default: mobilenetv2)")
+    bench.add_argument("--model", help="model for the in-process figures (default: the default model)")
     bench.add_argument("--data", metavar="DIR", help="where to take cell images from (default: $BLOODCELL_DATA)")
     bench.add_argument("--quick", action="store_true", help="a fast smoke run with few repetitions")
     _add_models_dir(bench, "where models live")
