@@ -44,12 +44,17 @@ st.dataframe([summary_row(n) for n in names], hide_index=True, width="stretch",
                             "temperature": st.column_config.NumberColumn(format="%.2f")})
 
 
+# More than two charts side by side are too narrow to read on a laptop screen.
+MODELS_PER_ROW = 2
+
+
 def side_by_side():
-    """One column per model, headed by its name; yields each name inside its column."""
-    for column, name in zip(st.columns(len(names)), names):
-        with column:
-            st.subheader(name)
-            yield name
+    """One column per model, two to a row, headed by its name; yields each name inside its column."""
+    for start in range(0, len(names), MODELS_PER_ROW):
+        for column, name in zip(st.columns(MODELS_PER_ROW), names[start:start + MODELS_PER_ROW]):
+            with column:
+                st.subheader(name)
+                yield name
 
 
 curves, confusion, report, calibration, cards = st.tabs(
