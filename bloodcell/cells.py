@@ -11,6 +11,8 @@ DISPLAY_NAMES: dict[str, str] = {
     "myeloblast": "Myeloblast",
     "seg_neutrophil": "Segmented neutrophil",
 }
+# For narrow charts (several models side by side), where a long name is cut off.
+SHORT_NAMES: dict[str, str] = {**DISPLAY_NAMES, "seg_neutrophil": "Seg. neutrophil"}
 
 DESCRIPTIONS: dict[str, dict[str, str]] = {
     "basophil": {
@@ -51,4 +53,4 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
     },
 }
 
-assert set(DESCRIPTIONS) == set(CLASS_NAMES) == set(DISPLAY_NAMES)
+assert set(DESCRIPTIONS) == set(CLASS_NAMES) == set(DISPLAY_NAMES) == set(SHORT_NAMES)

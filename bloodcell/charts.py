@@ -6,7 +6,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from bloodcell.cells import DISPLAY_NAMES
+from bloodcell.cells import DISPLAY_NAMES, SHORT_NAMES
 from bloodcell.config import CLASS_NAMES
 
 TRAIN_COLOUR = "#1f77b4"
@@ -63,9 +63,10 @@ def confusion_figure(matrix, normalise: bool = False, title: str | None = None) 
     return figure
 
 
-def probability_figure(probabilities, highlight: int | None = None, threshold: float | None = None) -> go.Figure:
-    """Horizontal bars of the five class probabilities."""
-    labels = [DISPLAY_NAMES[name] for name in CLASS_NAMES]
+def probability_figure(probabilities, highlight: int | None = None, threshold: float | None = None,
+                       short_names: bool = False) -> go.Figure:
+    """Horizontal bars of the five class probabilities (`short_names` for narrow columns)."""
+    labels = [(SHORT_NAMES if short_names else DISPLAY_NAMES)[name] for name in CLASS_NAMES]
     colours = ["#2ca02c" if i == highlight else "#9ecae1" for i in range(len(CLASS_NAMES))]
     figure = go.Figure(go.Bar(x=list(np.asarray(probabilities, float)), y=labels, orientation="h",
                               marker_color=colours, text=[f"{p:.1%}" for p in probabilities],

@@ -142,7 +142,7 @@ def show_comparison(image, results, options: dict, key: str) -> None:
                      caption=f"{result.model}: {result.method} for {explained}", width="stretch")
             show_verdict(result, options["threshold"], f"{key}_{result.model}")
             st.plotly_chart(probability_figure(result.probabilities, int(result.probabilities.argmax()),
-                                               options["threshold"]), width="stretch",
+                                               options["threshold"], short_names=True), width="stretch",
                             key=f"{key}_{result.model}")
 
 

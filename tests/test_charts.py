@@ -34,3 +34,12 @@ def test_other_figures_build():
     assert len(probability_figure([0.1, 0.2, 0.3, 0.2, 0.2], highlight=2, threshold=0.7).data[0].x) == 5
     assert counts_figure({"basophil": 2, "unsure": 1}).data[0].y == (2, 1)
     assert len(mean_colour_figure({"monocyte": (np.array([200, 180, 190]), np.zeros(3))}).data) == 1
+
+
+def test_probability_figure_can_use_short_names_for_narrow_columns():
+    from bloodcell.charts import probability_figure
+
+    full = probability_figure([0.1, 0.2, 0.3, 0.1, 0.3])
+    short = probability_figure([0.1, 0.2, 0.3, 0.1, 0.3], short_names=True)
+    assert "Segmented neutrophil" in full.data[0].y
+    assert "Seg. neutrophil" in short.data[0].y and len(max(short.data[0].y, key=len)) <= 15

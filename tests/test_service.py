@@ -76,3 +76,19 @@ def test_rows_csv_and_differential_count():
     far.ood_score, far.ood_threshold = 30.0, 10.0
     assert results_rows([far])[0]["verdict"] == "does not look like a single blood-cell image"
     assert differential_count([far])["not a cell"] == 1
+
+
+def test_cell_view_models_return_what_they_saw_and_say_which_view(service, shipped_models):
+    from drawn_fields import draw_field
+
+    assert service.analyse("cell.png", encode(draw_cell("monocyte", size=80))).model_view is None
+    image, _ = draw_field("peach", seed=3)
+    grey = ModelService.load("cellgrey", shipped_models).analyse("field.png", encode(image))
+    assert grey.ok and grey.model_view.shape == (224, 224, 3) and grey.model_view.dtype == np.uint8
+    assert np.array_equal(grey.model_view[..., 0], grey.model_view[..., 2])
+    assert "grey" in grey.view_description
+    left, top, right, bottom = grey.view_box
+    assert 0 <= left < right <= 1 and 0 <= top < bottom <= 1
+    colour = ModelService.load("cellfocus", shipped_models).analyse("field.png", encode(image))
+    assert not np.array_equal(colour.model_view[..., 0], colour.model_view[..., 2])
+    assert "grey" not in colour.view_description
