@@ -15,6 +15,7 @@ import streamlit as st
 from bloodcell.config import DEFAULT_MODEL, resolve_data_dir, resolve_models_dir
 from bloodcell.dataset_stats import DatasetOverview, overview
 from bloodcell.errors import BloodcellError
+from bloodcell.imaging import FULL_VIEW, VIEW_DESCRIPTIONS
 from bloodcell.inference import available_models, read_json
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -143,7 +144,11 @@ def render_sidebar() -> None:
             # it runs; the choice lives under a plain key and is copied in and out.
             st.session_state[MODEL_WIDGET_KEY] = st.session_state[MODEL_KEY]
             st.selectbox("Model", names, key=MODEL_WIDGET_KEY, on_change=_keep_model_choice,
-                         help="Models found in the models folder. Predict can compare all of them.")
+                         help="Models found in the models folder. Predict can compare all of them; "
+                              "the Trust page shows how far each one reads the cell rather than the lab.")
+            card = load_model_files(st.session_state[MODEL_KEY], str(models_dir()))["card"] or {}
+            default = " (the default)" if st.session_state[MODEL_KEY] == DEFAULT_MODEL else ""
+            st.caption(f"Sees {VIEW_DESCRIPTIONS.get(card.get('view', FULL_VIEW), 'an unknown view')}{default}.")
         else:
             st.error(f"No trained model in `{models_dir()}`. Train one with "
                      "`python -m bloodcell train --model cnn`.")

@@ -155,3 +155,12 @@ def test_damaged_model_file_is_a_clear_message(monkeypatch, tmp_path, shipped_mo
     app = open_page("pages/predict.py")
     assert not app.exception
     assert any("could not be loaded" in e.value and "sha256" in e.value for e in app.error)
+
+
+def test_sidebar_says_what_the_chosen_model_sees(with_data):
+    app = open_page("pages/home.py")
+    captions = " ".join(c.value for c in app.sidebar.caption)
+    assert "Sees the cell view" in captions and "(the default)" in captions
+    app.sidebar.selectbox[0].set_value("cellgrey").run()
+    captions = " ".join(c.value for c in app.sidebar.caption)
+    assert not app.exception and "Sees the grey cell view" in captions and "(the default)" not in captions
