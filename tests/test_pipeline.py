@@ -164,13 +164,12 @@ def test_other_lab_zoom_is_the_ratio_of_the_labs_cell_sizes():
 def test_grey_augmentation_keeps_images_grey_and_within_the_detail_ceiling():
     import tensorflow as tf
 
-    from bloodcell.cellview import DETAIL_CEILING, view_detail
+    from bloodcell.cellview import DETAIL_CEILING, cap_detail, view_detail
     from bloodcell.pipeline import augment_colour
 
     rng = np.random.default_rng(3)
     grey = np.full((8, 64, 64), 225.0, np.float32)
     grey[:, 16:48, 16:48] = 100.0 + 40.0 * rng.standard_normal((8, 32, 32)).astype(np.float32)
-    from bloodcell.cellview import cap_detail
     images = np.repeat(np.stack([cap_detail(g) for g in grey])[..., None], 3, axis=-1)
     out = augment_colour(tf.constant(images), grey=True).numpy()
     assert out.shape == images.shape and out.min() >= 0 and out.max() <= 255
