@@ -7,6 +7,7 @@ import csv
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
@@ -34,14 +35,24 @@ def test_decoder(name, data, expected):
             read_image(data)
 
 
-def test_app_upload_path(tiny_models_dir):
-    service = ModelService.load("cnn", tiny_models_dir)
+def _check_upload_path(service: ModelService) -> None:
     for name, data, expected in CORPUS:
         result = service.analyse(name, data)
         if expected == "ok":
             assert result.ok and result.heatmap is not None, (name, result.error)
+            assert np.isfinite(result.probabilities).all(), name
         else:
             assert not result.ok and expected in result.error, (name, result.error)
+
+
+def test_app_upload_path(tiny_models_dir):
+    _check_upload_path(ModelService.load("cnn", tiny_models_dir))
+
+
+@pytest.mark.parametrize("name", ["cellfocus", "cellgrey"])
+def test_app_upload_path_through_the_cell_views(name, shipped_models):
+    """Odd sizes and modes also go through cell finding, stain transfer and the detail cap."""
+    _check_upload_path(ModelService.load(name, shipped_models))
 
 
 def test_cli_predict_over_the_corpus(tiny_models_dir, tmp_path):
