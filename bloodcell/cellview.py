@@ -85,7 +85,11 @@ def view_detail(grey: np.ndarray) -> float:
 
 
 def cap_detail(grey: np.ndarray, ceiling: float = DETAIL_CEILING) -> np.ndarray:
-    """`grey` blurred just enough that its view_detail is at most `ceiling`; softer views untouched."""
+    """`grey` blurred just enough that its view_detail is at most `ceiling`; softer views untouched.
+
+    A view that even the strongest blur tried (sigma _CAP_MAX_BLUR) leaves
+    above the ceiling, such as pure noise, gets that strongest blur.
+    """
     grey = np.asarray(grey, np.float32)
     if view_detail(grey) <= ceiling:
         return grey
