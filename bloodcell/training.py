@@ -103,6 +103,9 @@ GREY_VIEW_MEASURES = {
     "colour": "the cell view in grey levels only: Reinhard stain normalisation matches a cell's average "
               "colours, not how its nucleus, cytoplasm and granules are coloured against each other, which "
               "differs between the two labs' stains",
+    "augmentation": "brightness and contrast jitter only (there is no colour left to jitter); four in "
+                    "five images blurred or sharpened to a random level of fine detail within the cap "
+                    "(4-6), so that how soft a cell is below the cap does not tell the lab either",
     "detail": "fine detail capped at the Munich scans' median (bloodcell.cellview.DETAIL_CEILING): "
               "detail above it exists in Barcelona photos only, and sharpening a Munich cell cannot "
               "create it, so the random focus alone could not make it meaningless",

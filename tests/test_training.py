@@ -137,3 +137,12 @@ def test_grey_view_model_records_why_and_answers_alike_in_training_and_predictio
     batch = next(iter(make_dataset(files, [4] * len(files), 32, batch_size=len(files), view="cell-grey")))[0]
     from_files = np.stack([r.probabilities for r in classifier.predict_sources(files)])
     np.testing.assert_allclose(classifier.predict_proba(batch.numpy()), from_files, atol=1e-5)
+
+
+def test_shipped_cellgrey_card_describes_its_own_augmentation(shipped_models):
+    """The grey model's card must not inherit cellfocus' colour-jitter description."""
+    from bloodcell.training import _shortcut_measures
+
+    card = json.loads((shipped_models / "cellgrey" / "card.json").read_text())
+    assert card["shortcut_measures"] == _shortcut_measures("cell-grey")
+    assert "colour jitter" not in card["shortcut_measures"]["augmentation"]
