@@ -32,14 +32,14 @@ from PIL import Image
 
 from bloodcell.abstention import NOT_A_CELL, OK
 from bloodcell.cellmask import CellMask, find_cell
-from bloodcell.cellview import cell_view_and_mask, grey_cell_view_and_mask
+from bloodcell.cellview import view_and_mask
 from bloodcell.config import CLASS_NAMES, SOURCE_LAB, other_lab
 from bloodcell.counterfactual import LabLook, as_other_lab, lab_look
 from bloodcell.data import load_or_create_manifest
 from bloodcell.errors import BloodcellError
 from bloodcell.evaluation import collect_labelled_images
 from bloodcell.explain import Explainer
-from bloodcell.imaging import CELL_VIEW, GREY_CELL_VIEW, read_image, to_model_input
+from bloodcell.imaging import CELL_VIEW, CELL_VIEWS, FILL_CELL_VIEW, GREY_CELL_VIEW, read_image, to_model_input
 from bloodcell.inference import Classifier, resolve_model_dir
 
 log = logging.getLogger("bloodcell")
@@ -111,10 +111,8 @@ def model_input_and_mask(classifier: Classifier, image: Image.Image,
                          mask: CellMask) -> tuple[np.ndarray, np.ndarray]:
     """What the model sees, and where the white cell is in it (bool, input size)."""
     size = classifier.input_size
-    if classifier.view == CELL_VIEW:
-        return cell_view_and_mask(image, size, mask)
-    if classifier.view == GREY_CELL_VIEW:
-        return grey_cell_view_and_mask(image, size, mask)
+    if classifier.view in CELL_VIEWS:
+        return view_and_mask(image, size, classifier.view, mask)
     cell = Image.fromarray(mask.cell.astype(np.uint8) * 255).resize((size, size), Image.Resampling.BILINEAR)
     return to_model_input(image, size), np.asarray(cell) >= 128
 
@@ -425,7 +423,7 @@ def load_audit(model_dir: Path) -> dict | None:
         return None
 
 
-SEES = {CELL_VIEW: "cell view", GREY_CELL_VIEW: "grey cell view"}
+SEES = {CELL_VIEW: "cell view", GREY_CELL_VIEW: "grey cell view", FILL_CELL_VIEW: "filled cell view"}
 
 
 def summary_rows(audits: dict[str, dict]) -> list[dict]:

@@ -47,7 +47,8 @@ BACKGROUND_DISTANCE = 18.0
 # The crop box adds this fraction of the cell's size on each side, and is at
 # least this fraction of the image's shorter side: a small cell (an
 # erythroblast) stays small in the crop instead of being blown up to the
-# size of a myeloblast.
+# size of a myeloblast. (The filled cell view of bloodcell.cellview lowers
+# that floor, because the labs' magnifications differ.)
 CROP_MARGIN = 0.12
 MIN_BOX_FRACTION = 0.6
 # A single-cell image has one nucleus near its centre. Measured on the
@@ -94,7 +95,8 @@ class CellMask:
         cols = np.flatnonzero(self.cell.any(axis=0))
         return int(max(rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1))
 
-    def box(self, margin: float = CROP_MARGIN) -> tuple[int, int, int, int]:
+    def box(self, margin: float = CROP_MARGIN,
+            min_fraction: float = MIN_BOX_FRACTION) -> tuple[int, int, int, int]:
         """A square (left, top, right, bottom) around the cell, clipped to the image.
 
         Without a cell the whole image's centred square is returned.
@@ -108,15 +110,16 @@ class CellMask:
         cols = np.flatnonzero(self.cell.any(axis=0))
         centre_y = (rows[0] + rows[-1] + 1) / 2
         centre_x = (cols[0] + cols[-1] + 1) / 2
-        side = crop_side(self.cell_side(), height, width, margin)
+        side = crop_side(self.cell_side(), height, width, margin, min_fraction)
         left = int(round(min(max(centre_x - side / 2, 0), max(width - side, 0))))
         top = int(round(min(max(centre_y - side / 2, 0), max(height - side, 0))))
         return left, top, int(round(min(left + side, width))), int(round(min(top + side, height)))
 
 
-def crop_side(cell_side: float, height: int, width: int, margin: float = CROP_MARGIN) -> float:
+def crop_side(cell_side: float, height: int, width: int, margin: float = CROP_MARGIN,
+              min_fraction: float = MIN_BOX_FRACTION) -> float:
     """The side of the square crop around a cell `cell_side` pixels across."""
-    side = max(cell_side * (1 + 2 * margin), MIN_BOX_FRACTION * min(height, width))
+    side = max(cell_side * (1 + 2 * margin), min_fraction * min(height, width))
     return min(side, max(height, width))
 
 

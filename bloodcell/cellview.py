@@ -13,6 +13,13 @@ the cell type:
 
 What is left is the cell's shape, its nucleus and its texture.
 
+The crop box of the cell view never drops below 0.6 of the photo's shorter
+side, so a small cell stays small in its view. But the two labs photograph at
+different magnifications, so a cell's size in its view also says which lab
+took it. The filled cell view (`FILL_CELL_VIEW`) lets the crop follow the
+cell alone: every cell fills its view, and a magnification change cancels
+out.
+
 The grey cell view (`grey_cell_view`) goes one step further for a model that
 must not use colour or fine texture at all: the same view in grey levels,
 with its fine detail capped at the softer (Munich) lab's typical level, so
@@ -26,7 +33,8 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from bloodcell.cellmask import CellMask, crop_side, find_cell
+from bloodcell.cellmask import MIN_BOX_FRACTION, CellMask, crop_side, find_cell
+from bloodcell.imaging import CELL_VIEW, FILL_CELL_VIEW, GREY_CELL_VIEW
 from bloodcell.stain import StainStats, average_stats, stain_stats, transfer_stain
 
 # The reference stain: the mean LAB statistics of the white cells (mask
@@ -41,6 +49,14 @@ BACKGROUND_GREY = 225.0
 # 12.5). Below it both labs have detail; above it only Barcelona does, so a
 # model could only learn "sharp means Barcelona" from it.
 DETAIL_CEILING = 6.0
+# The filled view's crop box is at least this fraction of the photo's shorter
+# side: a guard against a mis-found speck being blown up, below every real
+# cell (the smallest training cells, erythroblasts, measure about 0.28 of the
+# side with 12% margin each side: 0.35).
+FILL_MIN_BOX_FRACTION = 0.25
+# Each cell view's smallest crop box, as a fraction of the photo's shorter side.
+VIEW_MIN_BOX_FRACTION = {CELL_VIEW: MIN_BOX_FRACTION, GREY_CELL_VIEW: MIN_BOX_FRACTION,
+                         FILL_CELL_VIEW: FILL_MIN_BOX_FRACTION}
 GREY_WEIGHTS = np.array([0.2989, 0.587, 0.114], np.float32)  # tf.image.rgb_to_grayscale's
 _LAPLACIAN = np.array([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]], np.float32)
 _CAP_STEPS = 12
@@ -52,11 +68,30 @@ def cell_view(image: Image.Image, size: int, mask: CellMask | None = None) -> np
     return cell_view_and_mask(image, size, mask)[0]
 
 
-def cell_view_and_mask(image: Image.Image, size: int,
-                       mask: CellMask | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The cell view and the cell mask in the view's frame (bool, size x size)."""
+def view_and_mask(image: Image.Image, size: int, view: str,
+                  mask: CellMask | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Cell view `view` (one of bloodcell.imaging.CELL_VIEWS) and the cell mask in its frame."""
+    if view == GREY_CELL_VIEW:
+        return grey_cell_view_and_mask(image, size, mask)
+    if view not in VIEW_MIN_BOX_FRACTION:
+        raise ValueError(f"{view!r} is not a cell view (expected one of {tuple(VIEW_MIN_BOX_FRACTION)})")
+    return cell_view_and_mask(image, size, mask, VIEW_MIN_BOX_FRACTION[view])
+
+
+def view_box(mask: CellMask, view: str) -> tuple[int, int, int, int]:
+    """The crop box (left, top, right, bottom) that cell view `view` takes from the photo."""
+    return mask.box(min_fraction=VIEW_MIN_BOX_FRACTION[view])
+
+
+def cell_view_and_mask(image: Image.Image, size: int, mask: CellMask | None = None,
+                       min_box_fraction: float = MIN_BOX_FRACTION) -> tuple[np.ndarray, np.ndarray]:
+    """The cell view and the cell mask in the view's frame (bool, size x size).
+
+    `min_box_fraction`: the crop box's smallest side as a fraction of the
+    photo's shorter side (FILL_MIN_BOX_FRACTION for the filled view).
+    """
     mask = mask or find_cell(image)
-    box = mask.box()
+    box = mask.box(min_fraction=min_box_fraction)
     crop = image.convert("RGB").crop(box).resize((size, size), Image.Resampling.BILINEAR)
     pixels = np.asarray(crop, dtype=np.uint8)
     inside = crop_mask(mask, box, size)
@@ -123,20 +158,23 @@ def crop_mask(mask: CellMask, box: tuple[int, int, int, int], size: int) -> np.n
     return np.asarray(cell.resize((size, size), Image.Resampling.BILINEAR)) >= 128
 
 
-def view_zoom(mask: CellMask, zoom: float) -> float:
+def view_zoom(mask: CellMask, zoom: float, min_box_fraction: float = MIN_BOX_FRACTION) -> float:
     """How much larger the cell looks in its view when the photo is magnified by `zoom`.
 
     The crop box follows the cell's size but never drops below a fraction of
     the image, so a magnification change does not simply cancel out: a small
     cell magnified grows in its view until it fills it, a large one shrunk
     takes a smaller share of a box held at its minimum size. 1.0 when no cell
-    was found.
+    was found, and (the point of the filled view) whenever neither box is
+    held at `min_box_fraction` or clipped by the photo's edge.
     """
     if not mask.found or zoom <= 0:
         return 1.0
     height, width = mask.cell.shape
     cell = mask.cell_side()
-    return float(zoom * crop_side(cell, height, width) / crop_side(zoom * cell, height, width))
+    before = crop_side(cell, height, width, min_fraction=min_box_fraction)
+    after = crop_side(zoom * cell, height, width, min_fraction=min_box_fraction)
+    return float(zoom * before / after)
 
 
 def reference_stain(images: list[Image.Image]) -> StainStats:

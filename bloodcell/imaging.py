@@ -131,7 +131,8 @@ def read_image(source: ImageSource) -> Image.Image:
 FULL_VIEW = "full"
 CELL_VIEW = "cell"
 GREY_CELL_VIEW = "cell-grey"
-CELL_VIEWS: tuple[str, ...] = (CELL_VIEW, GREY_CELL_VIEW)
+FILL_CELL_VIEW = "cell-fill"
+CELL_VIEWS: tuple[str, ...] = (CELL_VIEW, GREY_CELL_VIEW, FILL_CELL_VIEW)
 VIEWS: tuple[str, ...] = (FULL_VIEW, *CELL_VIEWS)
 # What each view is, in words for the app.
 VIEW_DESCRIPTIONS = {
@@ -139,6 +140,8 @@ VIEW_DESCRIPTIONS = {
     CELL_VIEW: "the cell view: cropped, stain-normalised, background removed",
     GREY_CELL_VIEW: "the grey cell view: cropped, stain-normalised, background removed, "
                     "then grey levels with fine detail capped",
+    FILL_CELL_VIEW: "the filled cell view: cropped so the cell fills the frame whatever its size in the "
+                    "photo, stain-normalised, background removed",
 }
 
 
@@ -151,14 +154,10 @@ def to_model_input(image: Image.Image, size: int, view: str = FULL_VIEW, mask=No
     """
     if image.mode != "RGB":
         image = _to_rgb(image)
-    if view == CELL_VIEW:
-        from bloodcell.cellview import cell_view
+    if view in CELL_VIEWS:
+        from bloodcell.cellview import view_and_mask
 
-        return cell_view(image, size, mask)
-    if view == GREY_CELL_VIEW:
-        from bloodcell.cellview import grey_cell_view
-
-        return grey_cell_view(image, size, mask)
+        return view_and_mask(image, size, view, mask)[0]
     if view != FULL_VIEW:
         raise ValueError(f"unknown view {view!r} (expected one of {VIEWS})")
     resized = image.resize((size, size), RESAMPLE)

@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from bloodcell.cellmask import find_cell
-from bloodcell.cellview import BACKGROUND_GREY, DETAIL_CEILING, view_zoom
+from bloodcell.cellview import BACKGROUND_GREY, DETAIL_CEILING, VIEW_MIN_BOX_FRACTION, view_zoom
 from bloodcell.config import CLASS_NAMES, LAB_CELL_SIZE, SOURCE_LAB, other_lab
 from bloodcell.imaging import CELL_VIEWS, FULL_VIEW, GREY_CELL_VIEW, load_model_input, read_image, to_model_input
 
@@ -182,7 +182,7 @@ def _decode(size: int, view: str, with_zoom: bool = False):
     def load_with_zoom(path: bytes, label: np.int32) -> tuple[np.ndarray, np.float32]:
         image = read_image(path.decode())
         mask = find_cell(image)
-        zoom = view_zoom(mask, other_lab_zoom(CLASS_NAMES[int(label)]))
+        zoom = view_zoom(mask, other_lab_zoom(CLASS_NAMES[int(label)]), VIEW_MIN_BOX_FRACTION[view])
         return to_model_input(image, size, view, mask), np.float32(zoom)
 
     def mapper(path, label):

@@ -18,6 +18,7 @@ from PIL import Image
 
 from bloodcell.abstention import DEFAULT_MIN_CONFIDENCE, NOT_A_CELL, NOT_CONFIDENT, verdict
 from bloodcell.cellmask import find_cell
+from bloodcell.cellview import view_box
 from bloodcell.config import CLASS_NAMES
 from bloodcell.errors import ImageReadError
 from bloodcell.explain import GRADCAM, Explainer
@@ -117,7 +118,7 @@ class ModelService:
         view, box = None, None
         if classifier.view in CELL_VIEWS:
             view = np.clip(model_input + 0.5, 0, 255).astype(np.uint8)
-            left, top, right, bottom = mask.box()
+            left, top, right, bottom = view_box(mask, classifier.view)
             box = (left / image.width, top / image.height, right / image.width, bottom / image.height)
         # float16 halves what the app's result cache holds; 0..1 needs no more.
         return Analysis(name, self.name, explanation.probabilities, explanation.class_index,

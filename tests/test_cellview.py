@@ -135,3 +135,62 @@ def test_grey_view_hides_the_stain_that_reinhard_transfer_leaves():
     colour = np.abs(cell_view(peach, 96) - cell_view(blue, 96)).mean()
     grey = np.abs(grey_cell_view(peach, 96) - grey_cell_view(blue, 96)).mean()
     assert grey < colour, (grey, colour)
+
+
+def _photographed_smaller(image: Image.Image, zoom: float, background: tuple[int, int, int]) -> Image.Image:
+    """`image` as a lower magnification would show it: shrunk about its centre, on the field's colour."""
+    small = image.resize((round(image.width * zoom), round(image.height * zoom)), Image.Resampling.LANCZOS)
+    field = Image.new("RGB", image.size, background)
+    field.paste(small, ((image.width - small.width) // 2, (image.height - small.height) // 2))
+    return field
+
+
+def test_filled_view_shows_a_cell_the_same_at_either_labs_magnification():
+    """The filled view cancels a magnification change that the cell view keeps."""
+    from drawn_fields import LOOKS
+
+    from bloodcell.cellview import view_and_mask
+    from bloodcell.imaging import FILL_CELL_VIEW
+
+    image, _ = draw_field("peach", seed=4)
+    smaller = _photographed_smaller(image, 0.7, LOOKS["peach"]["background"])
+    cell_near, cell_far = (view_and_mask(i, 96, CELL_VIEW)[0] for i in (image, smaller))
+    (fill_near, inside_near), (fill_far, inside_far) = (view_and_mask(i, 96, FILL_CELL_VIEW) for i in (image, smaller))
+    # The cell fills the filled view at both magnifications (12% margin each side).
+    for inside in (inside_near, inside_far):
+        rows = np.flatnonzero(inside.any(axis=1))
+        assert 0.72 < (rows[-1] - rows[0] + 1) / 96 < 0.86
+    cell_inside_far = view_and_mask(smaller, 96, CELL_VIEW)[1]
+    assert cell_inside_far.mean() < 0.7 * inside_far.mean()  # the cell view keeps it small
+    filled = np.abs(fill_near - fill_far).mean()
+    cell = np.abs(cell_near - cell_far).mean()
+    assert filled < cell / 3, (filled, cell)
+    np.testing.assert_array_equal(to_model_input(smaller, 96, FILL_CELL_VIEW), fill_far)
+
+
+def test_view_zoom_is_one_in_the_filled_view():
+    from bloodcell.cellview import FILL_MIN_BOX_FRACTION, view_zoom
+
+    for diameter in (110, 160, 220):
+        for zoom in (0.76, 1.3):
+            assert view_zoom(_disc_mask(diameter), zoom, FILL_MIN_BOX_FRACTION) == pytest.approx(1.0)
+
+
+def test_view_box_is_the_crop_each_view_takes():
+    from bloodcell.cellview import view_box
+    from bloodcell.imaging import FILL_CELL_VIEW, GREY_CELL_VIEW
+
+    small = _disc_mask(110)
+    assert view_box(small, CELL_VIEW) == view_box(small, GREY_CELL_VIEW) == small.box()
+    left, top, right, bottom = view_box(small, FILL_CELL_VIEW)
+    assert right - left == pytest.approx(110 * 1.24, abs=2) and bottom - top == right - left
+    with pytest.raises(KeyError):
+        view_box(small, "full")
+
+
+def test_view_and_mask_refuses_the_whole_image_view():
+    from bloodcell.cellview import view_and_mask
+
+    image, _ = draw_field("peach", seed=1)
+    with pytest.raises(ValueError, match="not a cell view"):
+        view_and_mask(image, 48, "full")

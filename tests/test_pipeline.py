@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 
 import numpy as np
+import pytest
 
 from bloodcell.cli import main
 from bloodcell.config import CLASS_NAMES
@@ -181,9 +182,11 @@ def test_grey_augmentation_keeps_images_grey_and_within_the_detail_ceiling():
     assert not np.allclose(out, images)
 
 
-def test_grey_view_dataset_trains_on_grey_views(drawn_dataset):
-    from bloodcell.imaging import GREY_CELL_VIEW, load_model_input
+@pytest.mark.parametrize("view", ["cell-grey", "cell-fill"])
+def test_cell_view_dataset_trains_on_the_views_the_app_shows(drawn_dataset, view):
+    from bloodcell.imaging import CELL_VIEWS, load_model_input
 
+    assert view in CELL_VIEWS
     files = sorted((drawn_dataset / "monocyte").iterdir())[:2]
-    batch = next(iter(make_dataset(files, [2, 2], 48, batch_size=2, view=GREY_CELL_VIEW)))[0].numpy()
-    np.testing.assert_array_equal(batch, np.stack([load_model_input(f, 48, GREY_CELL_VIEW) for f in files]))
+    batch = next(iter(make_dataset(files, [2, 2], 48, batch_size=2, view=view)))[0].numpy()
+    np.testing.assert_array_equal(batch, np.stack([load_model_input(f, 48, view) for f in files]))
