@@ -19,7 +19,7 @@ from keras import layers, regularizers
 
 from bloodcell.config import MODEL_NAMES, NUM_CLASSES
 from bloodcell.errors import BloodcellError
-from bloodcell.imaging import CELL_VIEW, FULL_VIEW, GREY_CELL_VIEW
+from bloodcell.imaging import CELL_VIEW, FILL_CELL_VIEW, FULL_VIEW, GREY_CELL_VIEW
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,17 @@ MODEL_SPECS: dict[str, ModelSpec] = {
         "cell's shape, its nucleus and its coarser texture.",
         backbone="mobilenetv2",
         view=GREY_CELL_VIEW,
+    ),
+    "cellfill": ModelSpec(
+        name="cellfill",
+        input_size=224,
+        last_conv_layer="out_relu",
+        description="cellfocus' recipe on the filled cell view: the same stain normalisation, background "
+        "removal and colour augmentation, but the crop follows the cell alone, so every cell fills its "
+        "view and its size in the photo (which depends on the lab's magnification) is not there to "
+        "learn; what is left is the cell's shape, its nucleus and its texture.",
+        backbone="mobilenetv2",
+        view=FILL_CELL_VIEW,
     ),
 }
 assert tuple(MODEL_SPECS) == MODEL_NAMES

@@ -139,6 +139,23 @@ def test_grey_view_model_records_why_and_answers_alike_in_training_and_predictio
     np.testing.assert_allclose(classifier.predict_proba(batch.numpy()), from_files, atol=1e-5)
 
 
+def test_filled_view_model_records_its_crop_and_answers_alike_in_training_and_prediction(tmp_path,
+                                                                                       drawn_dataset,
+                                                                                       imagenet_weights):
+    models_dir = _train_tiny("cellfill", tmp_path, drawn_dataset, imagenet_weights)
+    card = json.loads((models_dir / "cellfill" / "card.json").read_text())
+    assert card["view"] == "cell-fill" and "fills the view" in card["input"]
+    assert "following the cell alone" in card["shortcut_measures"]["crop"]
+    # A magnification change cancels out in this view, so none is simulated.
+    assert card["hyperparameters"]["magnification_transfer"] == 0.0
+    assert "magnification:" not in card["hyperparameters"]["augmentation"]
+    classifier = Classifier.load("cellfill", models_dir)
+    files = sorted((drawn_dataset / "erythroblast").iterdir())[:4]
+    batch = next(iter(make_dataset(files, [1] * len(files), 32, batch_size=len(files), view="cell-fill")))[0]
+    from_files = np.stack([r.probabilities for r in classifier.predict_sources(files)])
+    np.testing.assert_allclose(classifier.predict_proba(batch.numpy()), from_files, atol=1e-5)
+
+
 def test_shipped_cellgrey_card_describes_its_own_augmentation(shipped_models):
     """The grey model's card must not inherit cellfocus' colour-jitter description."""
     from bloodcell.training import _shortcut_measures
@@ -146,3 +163,12 @@ def test_shipped_cellgrey_card_describes_its_own_augmentation(shipped_models):
     card = json.loads((shipped_models / "cellgrey" / "card.json").read_text())
     assert card["shortcut_measures"] == _shortcut_measures("cell-grey")
     assert "colour jitter" not in card["shortcut_measures"]["augmentation"]
+
+
+def test_shipped_cellfill_card_describes_its_own_crop(shipped_models):
+    """The filled-view model's card must not inherit the cell view's crop and magnification transfer."""
+    from bloodcell.training import _shortcut_measures
+
+    card = json.loads((shipped_models / "cellfill" / "card.json").read_text())
+    assert card["view"] == "cell-fill" and card["shortcut_measures"] == _shortcut_measures("cell-fill")
+    assert "at least 0.6" not in card["input"] and card["hyperparameters"]["magnification_transfer"] == 0.0
