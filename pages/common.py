@@ -21,8 +21,9 @@ from bloodcell.inference import available_models, read_json
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 MODEL_KEY = "model"
 MODEL_WIDGET_KEY = "model_widget"
-# The default model first; the others in this order when it is missing.
-PREFERRED_MODELS = (DEFAULT_MODEL, "mobilenetv2", "cnn")
+# How models are listed, and which is chosen when the default is missing: the
+# default, its cell-view variants, then the whole-image models.
+MODEL_ORDER = (DEFAULT_MODEL, "cellgrey", "cellfill", "mobilenetv2", "cnn")
 
 LOADS: Counter = Counter()
 
@@ -88,7 +89,9 @@ def load_dataset_overview(folder: str) -> DatasetOverview | None:
 
 
 def model_names() -> list[str]:
-    return available_models(models_dir())
+    """The shipped models in MODEL_ORDER, then any others by name."""
+    return sorted(available_models(models_dir()),
+                  key=lambda n: (MODEL_ORDER.index(n) if n in MODEL_ORDER else len(MODEL_ORDER), n))
 
 
 def selected_model() -> str | None:
@@ -138,7 +141,7 @@ def render_sidebar() -> None:
     with st.sidebar:
         if names:
             if st.session_state.get(MODEL_KEY) not in names:
-                preferred = next((n for n in PREFERRED_MODELS if n in names), names[0])
+                preferred = next((n for n in MODEL_ORDER if n in names), names[0])
                 st.session_state[MODEL_KEY] = preferred
             # Streamlit forgets a widget's state when a page that does not draw
             # it runs; the choice lives under a plain key and is copied in and out.

@@ -164,3 +164,15 @@ def test_sidebar_says_what_the_chosen_model_sees(with_data):
     app.sidebar.selectbox[0].set_value("cellgrey").run()
     captions = " ".join(c.value for c in app.sidebar.caption)
     assert not app.exception and "Sees the grey cell view" in captions and "(the default)" not in captions
+
+
+def test_models_are_listed_default_first_then_its_variants_then_whole_image(with_data):
+    from bloodcell.config import DEFAULT_MODEL
+
+    app = open_page("pages/home.py")
+    options = list(app.sidebar.selectbox[0].options)
+    assert options == [DEFAULT_MODEL, "cellgrey", "cellfill", "mobilenetv2", "cnn"]
+    assert set(options) == set(MODEL_NAMES)
+    app.sidebar.selectbox[0].set_value("cellfill").run()
+    captions = " ".join(c.value for c in app.sidebar.caption)
+    assert not app.exception and "Sees the filled cell view" in captions
