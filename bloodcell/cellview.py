@@ -17,8 +17,8 @@ The crop box of the cell view never drops below 0.6 of the photo's shorter
 side, so a small cell stays small in its view. But the two labs photograph at
 different magnifications, so a cell's size in its view also says which lab
 took it. The filled cell view (`FILL_CELL_VIEW`) lets the crop follow the
-cell alone: every cell fills its view, and a magnification change cancels
-out.
+cell alone: every cell fills its view, and a magnification change no longer
+changes the cell's size there (only how many pixels of the photo cross it).
 
 The grey cell view (`grey_cell_view`) goes one step further for a model that
 must not use colour or fine texture at all: the same view in grey levels,

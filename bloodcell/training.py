@@ -70,8 +70,9 @@ RECIPES: dict[str, dict] = {
 # in what the model sees and nothing else.
 RECIPES["cellgrey"] = dict(RECIPES["cellfocus"])
 # The filled cell view takes it too, without the magnification transfer: in a
-# view that the cell always fills, a magnification change cancels out
-# (bloodcell.cellview.view_zoom is 1), so the transfer would zoom by 1.
+# view that the cell always fills, a magnification change leaves the cell's
+# size unchanged (bloodcell.cellview.view_zoom is 1), so the transfer would
+# zoom by 1.
 RECIPES["cellfill"] = {**RECIPES["cellfocus"], "magnification_transfer": 0.0}
 
 # Recorded in the card of a model that sees the cell view: what was done
