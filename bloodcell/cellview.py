@@ -146,7 +146,7 @@ def grey_cell_view(image: Image.Image, size: int, mask: CellMask | None = None) 
 def grey_cell_view_and_mask(image: Image.Image, size: int,
                             mask: CellMask | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The grey cell view and the cell mask in its frame."""
-    view, inside = cell_view_and_mask(image, size, mask)
+    view, inside = cell_view_and_mask(image, size, mask, VIEW_MIN_BOX_FRACTION[GREY_CELL_VIEW])
     grey = cap_detail(view @ GREY_WEIGHTS)
     return np.repeat(grey[..., None], 3, axis=-1), inside
 
