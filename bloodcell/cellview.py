@@ -71,16 +71,21 @@ def cell_view(image: Image.Image, size: int, mask: CellMask | None = None) -> np
 def view_and_mask(image: Image.Image, size: int, view: str,
                   mask: CellMask | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Cell view `view` (one of bloodcell.imaging.CELL_VIEWS) and the cell mask in its frame."""
+    min_fraction = _min_box_fraction(view)
     if view == GREY_CELL_VIEW:
         return grey_cell_view_and_mask(image, size, mask)
-    if view not in VIEW_MIN_BOX_FRACTION:
-        raise ValueError(f"{view!r} is not a cell view (expected one of {tuple(VIEW_MIN_BOX_FRACTION)})")
-    return cell_view_and_mask(image, size, mask, VIEW_MIN_BOX_FRACTION[view])
+    return cell_view_and_mask(image, size, mask, min_fraction)
 
 
 def view_box(mask: CellMask, view: str) -> tuple[int, int, int, int]:
     """The crop box (left, top, right, bottom) that cell view `view` takes from the photo."""
-    return mask.box(min_fraction=VIEW_MIN_BOX_FRACTION[view])
+    return mask.box(min_fraction=_min_box_fraction(view))
+
+
+def _min_box_fraction(view: str) -> float:
+    if view not in VIEW_MIN_BOX_FRACTION:
+        raise ValueError(f"{view!r} is not a cell view (expected one of {tuple(VIEW_MIN_BOX_FRACTION)})")
+    return VIEW_MIN_BOX_FRACTION[view]
 
 
 def cell_view_and_mask(image: Image.Image, size: int, mask: CellMask | None = None,

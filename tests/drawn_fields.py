@@ -18,6 +18,14 @@ LOOKS = {
 }
 
 
+def photographed_smaller(image: Image.Image, zoom: float, look: str) -> Image.Image:
+    """`image` as a lower magnification would show it: shrunk about its centre on the look's background."""
+    small = image.resize((round(image.width * zoom), round(image.height * zoom)), Image.Resampling.LANCZOS)
+    field = Image.new("RGB", image.size, LOOKS[look]["background"])
+    field.paste(small, ((image.width - small.width) // 2, (image.height - small.height) // 2))
+    return field
+
+
 def draw_field(look: str, size: int = 360, seed: int = 0, lobes: int = 1):
     """A white cell among red cells; returns the image and the true cell mask."""
     colours = LOOKS[look]

@@ -137,23 +137,15 @@ def test_grey_view_hides_the_stain_that_reinhard_transfer_leaves():
     assert grey < colour, (grey, colour)
 
 
-def _photographed_smaller(image: Image.Image, zoom: float, background: tuple[int, int, int]) -> Image.Image:
-    """`image` as a lower magnification would show it: shrunk about its centre, on the field's colour."""
-    small = image.resize((round(image.width * zoom), round(image.height * zoom)), Image.Resampling.LANCZOS)
-    field = Image.new("RGB", image.size, background)
-    field.paste(small, ((image.width - small.width) // 2, (image.height - small.height) // 2))
-    return field
-
-
 def test_filled_view_shows_a_cell_the_same_at_either_labs_magnification():
     """The filled view cancels a magnification change that the cell view keeps."""
-    from drawn_fields import LOOKS
+    from drawn_fields import photographed_smaller
 
     from bloodcell.cellview import view_and_mask
     from bloodcell.imaging import FILL_CELL_VIEW
 
     image, _ = draw_field("peach", seed=4)
-    smaller = _photographed_smaller(image, 0.7, LOOKS["peach"]["background"])
+    smaller = photographed_smaller(image, 0.7, "peach")
     cell_near, cell_far = (view_and_mask(i, 96, CELL_VIEW)[0] for i in (image, smaller))
     (fill_near, inside_near), (fill_far, inside_far) = (view_and_mask(i, 96, FILL_CELL_VIEW) for i in (image, smaller))
     # The cell fills the filled view at both magnifications (12% margin each side).
@@ -184,7 +176,7 @@ def test_view_box_is_the_crop_each_view_takes():
     assert view_box(small, CELL_VIEW) == view_box(small, GREY_CELL_VIEW) == small.box()
     left, top, right, bottom = view_box(small, FILL_CELL_VIEW)
     assert right - left == pytest.approx(110 * 1.24, abs=2) and bottom - top == right - left
-    with pytest.raises(KeyError):
+    with pytest.raises(ValueError, match="not a cell view"):
         view_box(small, "full")
 
 
