@@ -6,8 +6,9 @@ lab instead of the cell, and then fail on any cell from a third microscope.
 This audit measures that from five sides and writes `audit.json` beside the
 model:
 
-1. colour-only baselines: how far mean colour, a colour histogram, or the
-   colour of the image corners alone get on the same split;
+1. label-blind baselines: how far mean colour, a colour histogram, or the
+   colour of the image corners alone get on the same split (the lab), and
+   the opposite, the cell's silhouette alone without colour or texture;
 2. where the model looks: the share of its Grad-CAM mass on the white cell
    (cell mask from bloodcell.cellmask) against the cell's share of the image;
 3. counterfactual test: the test split re-stained and re-backgrounded as the
@@ -41,6 +42,7 @@ from bloodcell.evaluation import collect_labelled_images
 from bloodcell.explain import Explainer
 from bloodcell.imaging import CELL_VIEW, CELL_VIEWS, FILL_CELL_VIEW, GREY_CELL_VIEW, read_image, to_model_input
 from bloodcell.inference import Classifier, resolve_model_dir
+from bloodcell.silhouette import SHAPE_FEATURE_NAMES, shape_features, silhouette
 
 log = logging.getLogger("bloodcell")
 
@@ -103,6 +105,32 @@ def colour_baselines(train: list[dict], train_labels: list[int], test: list[dict
                 np.mean(model.predict(cross_x[name]) == np.asarray([label for _, label in cross_source])))
         results[name] = entry
     return results
+
+
+SHAPE_BASELINE_DESCRIPTION = (f"gradient boosting on {len(SHAPE_FEATURE_NAMES)} measurements of the cell's "
+                              "silhouette (nucleus, cytoplasm and background as three flat levels, "
+                              "bloodcell.silhouette): no colour, no texture, no size in the photo")
+
+
+def shape_baseline(train: list[np.ndarray], train_labels: list[int], test: list[np.ndarray],
+                   test_labels: list[int], cross_source: list[tuple[np.ndarray, int]] | None = None) -> dict:
+    """Fit the silhouette-only baseline on `train`; accuracy on `test` (and cross-source).
+
+    The colour baselines' opposite: it cannot see the lab's colour, so what it
+    scores comes from the cell's shape. Each image is given as its
+    bloodcell.silhouette.shape_features.
+    """
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    model = HistGradientBoostingClassifier(max_iter=300, learning_rate=0.05, random_state=0)
+    model.fit(np.stack(train), train_labels)
+    entry = {"description": SHAPE_BASELINE_DESCRIPTION,
+             "test_accuracy": float(np.mean(model.predict(np.stack(test)) == np.asarray(test_labels)))}
+    if cross_source:
+        predicted = model.predict(np.stack([features for features, _ in cross_source]))
+        entry["cross_source_accuracy"] = float(
+            np.mean(predicted == np.asarray([label for _, label in cross_source])))
+    return entry
 
 
 # --- 2. where the model looks ------------------------------------------------
@@ -235,13 +263,14 @@ def run_audit(model: str, data_dir: Path, models_dir: str | Path | None = None,
     labels, original, counterfactual, heat_shares, area_shares, flagged = [], [], [], [], [], []
     part_predictions: dict[str, list[int]] = {part: [] for part in COUNTERFACTUAL_PARTS}
     examples: dict[str, list[dict]] = {"test_error": [], "counterfactual_flip": [], "cross_source_error": []}
-    test_colours, first_cells = [], []
+    test_colours, test_shapes, first_cells = [], [], []
     for index, (path, label) in enumerate(test_pairs):
         image = read_image(data_dir / path)
         test_colours.append(colour_features(image))
         if len(first_cells) < 4:
             first_cells.append(image)
         mask = find_cell(image)
+        test_shapes.append(shape_features(silhouette(mask)))
         model_input, cell = model_input_and_mask(classifier, image, mask)
         explanation = explainer.gradcam(model_input)
         prediction = classifier.assess(path, image, model_input)
@@ -320,14 +349,17 @@ def run_audit(model: str, data_dir: Path, models_dir: str | Path | None = None,
         report["abstention"]["cross_source_flagged"] = cross.pop("flagged")
 
     train_pairs = manifest.paths("train")
-    train_colours = [colour_features(read_image(data_dir / p)) for p, _ in train_pairs]
-    cross_colours = None
+    train_labels = [CLASS_NAMES.index(label) for _, label in train_pairs]
+    train_colours, train_shapes = _label_blind_features([data_dir / p for p, _ in train_pairs])
+    cross_colours = cross_shapes = None
     if cross_source_dir:
-        cross_colours = [(colour_features(read_image(p)), CLASS_NAMES.index(label))
-                         for p, label in collect_labelled_images(cross_source_dir)]
-    report["colour_baselines"] = colour_baselines(
-        train_colours, [CLASS_NAMES.index(label) for _, label in train_pairs],
-        test_colours, labels, cross_colours)
+        cross_paths, cross_labels = zip(*[(p, CLASS_NAMES.index(label))
+                                          for p, label in collect_labelled_images(cross_source_dir)])
+        colours, shapes = _label_blind_features(cross_paths)
+        cross_colours, cross_shapes = list(zip(colours, cross_labels)), list(zip(shapes, cross_labels))
+    report["colour_baselines"] = colour_baselines(train_colours, train_labels, test_colours, labels,
+                                                  cross_colours)
+    report["shape_baseline"] = shape_baseline(train_shapes, train_labels, test_shapes, labels, cross_shapes)
 
     probes = probe_images(first_cells)
     report["abstention"]["probes"] = {}
@@ -348,6 +380,16 @@ def run_audit(model: str, data_dir: Path, models_dir: str | Path | None = None,
 
 def classifier_input(classifier: Classifier, image: Image.Image) -> np.ndarray:
     return to_model_input(image, classifier.input_size, classifier.view)
+
+
+def _label_blind_features(paths) -> tuple[list[dict], list[np.ndarray]]:
+    """Each image's colour features and its silhouette's shape features, reading it once."""
+    colours, shapes = [], []
+    for path in paths:
+        image = read_image(path)
+        colours.append(colour_features(image))
+        shapes.append(shape_features(silhouette(find_cell(image))))
+    return colours, shapes
 
 
 def _example(path: str, label: str, predicted: int, probabilities: np.ndarray) -> dict:
@@ -391,6 +433,10 @@ def format_audit(report: dict) -> str:
     for name, entry in report["colour_baselines"].items():
         extra = f"  (cross-source {entry['cross_source_accuracy']:.1%})" if "cross_source_accuracy" in entry else ""
         lines.append(f"  colour-only baseline {name:<17}{entry['test_accuracy']:.2%}{extra}")
+    if "shape_baseline" in report:
+        entry = report["shape_baseline"]
+        extra = f"  (cross-source {entry['cross_source_accuracy']:.1%})" if "cross_source_accuracy" in entry else ""
+        lines.append(f"  shape-only baseline (silhouette)  {entry['test_accuracy']:.2%}{extra}")
     cam = report["gradcam_on_cell"]
     lines.append(f"  Grad-CAM mass on the cell         {cam['mean_share_on_cell']:.1%} "
                  f"(the cell covers {cam['mean_cell_area_share']:.1%} of the input)")
@@ -487,9 +533,22 @@ def counterfactual_part_rows(audits: dict[str, dict]) -> list[dict]:
     return rows
 
 
+def label_blind_baseline_rows(audits: dict[str, dict]) -> list[dict]:
+    """The baselines as table rows, from the audit that has the most of them.
+
+    They do not depend on the model, so any audit's are every audit's; an
+    audit written before the shape baseline existed has the colour ones only.
+    """
+    report = max(audits.values(), key=lambda r: len(r["colour_baselines"]) + ("shape_baseline" in r))
+    return baseline_rows(report)
+
+
 def baseline_rows(report: dict) -> list[dict]:
-    """The colour-only baselines of one audit, as table rows."""
+    """The label-blind baselines of one audit (colour only, then shape only when audited), as table rows."""
+    baselines = dict(report["colour_baselines"])
+    if "shape_baseline" in report:
+        baselines["cell_shape"] = report["shape_baseline"]
     return [{"baseline": name.replace("_", " "), "what it sees": entry["description"],
              "test accuracy": entry["test_accuracy"],
              "cross-source accuracy": entry.get("cross_source_accuracy")}
-            for name, entry in report["colour_baselines"].items()]
+            for name, entry in baselines.items()]

@@ -12,9 +12,11 @@ from PIL import Image
 from bloodcell.abstention import NOT_A_CELL
 from bloodcell.audit import (AUDIT_FILE, COUNTERFACTUAL_PARTS, baseline_rows, colour_baselines,
                              colour_features, counterfactual_class_rows, counterfactual_part_rows,
-                             format_audit, heat_on_cell, load_audit, per_class_accuracy, probe_images,
-                             run_audit, summary_rows)
+                             format_audit, heat_on_cell, label_blind_baseline_rows, load_audit,
+                             per_class_accuracy, probe_images, run_audit, shape_baseline, summary_rows)
+from bloodcell.cellmask import find_cell
 from bloodcell.config import CLASS_NAMES
+from bloodcell.silhouette import shape_features, silhouette
 from drawn_fields import draw_field
 
 
@@ -37,6 +39,25 @@ def test_colour_baselines_read_the_lab_off_two_looks():
     assert results["corner_colour"]["test_accuracy"] == 1.0
     assert {row["baseline"] for row in baseline_rows({"colour_baselines": results})} == {
         "mean colour", "colour histogram", "corner colour"}
+
+
+def test_shape_baseline_reads_the_nucleus_whatever_the_look():
+    # Round nuclei (class 0) and lobed ones (class 1), trained in one look and tested in the
+    # other: colour would fail across looks, the silhouette does not.
+    def shapes(look, lobes, seeds):
+        return [shape_features(silhouette(find_cell(draw_field(look, seed=s, lobes=lobes)[0]))) for s in seeds]
+
+    # Gradient boosting needs 20 images a leaf, so 24 of each.
+    train = shapes("peach", 1, range(24)) + shapes("peach", 3, range(24))
+    test = shapes("blue-white", 1, range(30, 33)) + shapes("blue-white", 3, range(30, 33))
+    cross = [(f, 1) for f in shapes("blue-white", 3, range(40, 42))]
+    result = shape_baseline(train, [0] * 24 + [1] * 24, test, [0] * 3 + [1] * 3, cross)
+    assert result["test_accuracy"] == 1.0 and result["cross_source_accuracy"] == 1.0
+    rows = baseline_rows({"colour_baselines": {}, "shape_baseline": result})
+    assert [row["baseline"] for row in rows] == ["cell shape"]
+    # An audit from before the shape baseline does not hide it from the table.
+    older, newer = {"colour_baselines": {}}, {"colour_baselines": {}, "shape_baseline": result}
+    assert label_blind_baseline_rows({"a": older, "b": newer}) == rows
 
 
 def test_heat_on_cell():
@@ -68,7 +89,8 @@ def test_audit_writes_every_section(audited):
     report, folder = audited
     assert load_audit(folder) == json.loads((folder / AUDIT_FILE).read_text())
     assert set(report) >= {"test_accuracy", "gradcam_on_cell", "counterfactual", "cross_source",
-                           "colour_baselines", "abstention", "examples"}
+                           "colour_baselines", "shape_baseline", "abstention", "examples"}
+    assert 0 <= report["shape_baseline"]["cross_source_accuracy"] <= 1
     assert 0 <= report["counterfactual"]["counterfactual_accuracy"] <= 1
     assert report["cross_source"]["images"] == 8
     assert sum(report["cross_source"]["predicted_counts"].values()) == 8
@@ -76,7 +98,7 @@ def test_audit_writes_every_section(audited):
     for probe in report["abstention"]["probes"].values():
         assert probe["verdict"] in ("ok", "not confident", NOT_A_CELL)
     text = format_audit(report)
-    assert "counterfactual" in text and "cross-source" in text
+    assert "counterfactual" in text and "cross-source" in text and "shape-only" in text
     row = summary_rows({"cnn": report})[0]
     assert row["model"] == "cnn" and row["sees"] == "whole image"
 
@@ -145,6 +167,12 @@ def test_shipped_audits_match_the_files_and_the_default_model_holds_its_figures(
     assert best["counterfactual"]["drop_points"] <= 2.6
     assert best["abstention"]["test_flagged"] <= 0.02
     assert best["abstention"]["probes_flagged_as_not_a_cell"] == 1.0
+    # The label-blind baselines: colour reads the lab (high on test, nothing on the other lab's
+    # neutrophils); the silhouette is weak on test but does not collapse on them.
+    colour, shape = best["colour_baselines"]["colour_histogram"], best["shape_baseline"]
+    assert colour["test_accuracy"] > 0.9 and colour["cross_source_accuracy"] < 0.05
+    assert shape["test_accuracy"] < colour["test_accuracy"]
+    assert shape["cross_source_accuracy"] > 0.4
     for name, other in audits.items():
         if name == DEFAULT_MODEL:
             continue
