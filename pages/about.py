@@ -2,7 +2,9 @@
 
 import streamlit as st
 
-from pages.common import load_model_files, model_names, models_dir, page_setup
+from pages.common import in_percent, load_model_files, model_names, models_dir, page_setup, percent_column
+
+CROSS_SOURCE_COLUMN = "segmented neutrophils from the other lab: accuracy"
 
 page_setup()
 st.title("About")
@@ -32,10 +34,10 @@ st.markdown(
 )
 
 cross_source = {name: load_model_files(name, str(models_dir()))["cross_source"] for name in model_names()}
-st.dataframe([{"model": name, "segmented neutrophils from the other lab: accuracy": (result or {}).get("accuracy"),
-               "images": (result or {}).get("n")} for name, result in cross_source.items()],
-             hide_index=True, column_config={"segmented neutrophils from the other lab: accuracy":
-                                             st.column_config.NumberColumn(format="percent")})
+st.dataframe(in_percent([{"model": name, CROSS_SOURCE_COLUMN: (result or {}).get("accuracy"),
+                          "images": (result or {}).get("n")} for name, result in cross_source.items()],
+                        [CROSS_SOURCE_COLUMN]),
+             hide_index=True, column_config={CROSS_SOURCE_COLUMN: percent_column(1)})
 
 st.header("Models")
 for name in model_names():

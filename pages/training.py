@@ -5,7 +5,8 @@ import streamlit as st
 from bloodcell.cells import DISPLAY_NAMES
 from bloodcell.charts import confusion_figure, history_figure, reliability_figure
 from bloodcell.config import CLASS_NAMES
-from pages.common import load_model_files, load_split_sizes, model_names, models_dir, page_setup
+from pages.common import (in_percent, load_model_files, load_split_sizes, model_names, models_dir, page_setup,
+                          percent_column)
 
 page_setup()
 st.title("Training")
@@ -35,12 +36,14 @@ def summary_row(name: str) -> dict:
             "temperature": card.get("calibration", {}).get("temperature")}
 
 
-st.dataframe([summary_row(n) for n in names], hide_index=True, width="stretch",
-             column_config={"test accuracy": st.column_config.NumberColumn(format="percent"),
-                            "cross-source accuracy": st.column_config.NumberColumn(
-                                format="percent", help="300 segmented neutrophils photographed in the "
+st.dataframe(in_percent([summary_row(n) for n in names], ("test accuracy", "cross-source accuracy")),
+             hide_index=True, width="stretch",
+             column_config={"test accuracy": percent_column(2),
+                            "cross-source accuracy": percent_column(
+                                1, help="300 segmented neutrophils photographed in the "
                                 "other lab (evaluation only; see About)"),
                             "macro F1": st.column_config.NumberColumn(format="%.4f"),
+                            "parameters": st.column_config.NumberColumn(format="localized"),
                             "temperature": st.column_config.NumberColumn(format="%.2f")})
 
 

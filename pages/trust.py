@@ -9,10 +9,13 @@ from bloodcell.charts import audit_figure
 from bloodcell.config import DEFAULT_MODEL, SOURCE_LAB, resolve_cross_source_dir
 from bloodcell.explain import overlay
 from bloodcell.imaging import read_image
-from pages.common import (data_dir, load_lab_looks, load_model_files, load_service, model_names,
-                          models_dir, page_setup)
+from pages.common import (data_dir, in_percent, load_lab_looks, load_model_files, load_service, model_names,
+                          models_dir, page_setup, percent_column)
 
-PERCENT = st.column_config.NumberColumn(format="percent")
+# Accuracies to two decimals (a test error is 0.15 points), the other shares to one.
+ACCURACY_COLUMNS = ("test accuracy", "counterfactual accuracy")
+SHARE_COLUMNS = ("cross-source accuracy", "cross-source, right when unflagged", "Grad-CAM on cell", "cell area",
+                 "test flagged", "non-cell images flagged")
 EXAMPLE_KINDS = {
     "cross_source_error": "Cross-source cells it gets wrong",
     "counterfactual_flip": "Test cells it gets right, until they look like the other lab's",
@@ -54,13 +57,13 @@ def explain_shortcuts() -> None:
 def show_summary(audits: dict) -> None:
     rows = summary_rows(audits)
     st.plotly_chart(audit_figure(rows), width="stretch")
-    st.dataframe(rows, hide_index=True, width="stretch", column_config={
-        key: PERCENT for key in ("test accuracy", "counterfactual accuracy", "cross-source accuracy",
-                                 "cross-source, right when unflagged", "Grad-CAM on cell", "cell area",
-                                 "test flagged", "non-cell images flagged")})
+    st.dataframe(in_percent(rows, ACCURACY_COLUMNS + SHARE_COLUMNS), hide_index=True, width="stretch",
+                 column_config={**{key: percent_column(2) for key in ACCURACY_COLUMNS},
+                                **{key: percent_column(1) for key in SHARE_COLUMNS}})
     st.markdown("**Label-blind baselines** (same train and test split)")
-    st.dataframe(label_blind_baseline_rows(audits), hide_index=True, width="stretch",
-                 column_config={"test accuracy": PERCENT, "cross-source accuracy": PERCENT})
+    baseline_columns = ("test accuracy", "cross-source accuracy")
+    st.dataframe(in_percent(label_blind_baseline_rows(audits), baseline_columns), hide_index=True,
+                 width="stretch", column_config={key: percent_column(1) for key in baseline_columns})
     st.caption("Colour alone tells the two labs apart, so it scores high on the test split and calls "
                "every cross-source neutrophil a Barcelona class. The silhouette alone is far weaker on "
                "the test split, but it does not depend on the lab, so it keeps much of that score on the "
@@ -71,12 +74,12 @@ def show_summary(audits: dict) -> None:
 def show_counterfactual_breakdown(audits: dict) -> None:
     st.markdown("**One part at a time**: accuracy with only one part of the other lab's look "
                 "swapped in, the rest of the image left as its own lab's.")
-    st.dataframe(counterfactual_part_rows(audits), hide_index=True, width="stretch",
-                 column_config={name: PERCENT for name in audits})
+    st.dataframe(in_percent(counterfactual_part_rows(audits), audits), hide_index=True, width="stretch",
+                 column_config={name: percent_column(1) for name in audits})
     st.markdown("**Per class**, with the whole look swapped. Munich neutrophils shown the Barcelona "
                 "way are the nearest thing here to a neutrophil from a PBC-style microscope.")
-    st.dataframe(counterfactual_class_rows(audits), hide_index=True, width="stretch",
-                 column_config={name: PERCENT for name in audits})
+    st.dataframe(in_percent(counterfactual_class_rows(audits), audits), hide_index=True, width="stretch",
+                 column_config={name: percent_column(1) for name in audits})
     gaps = {name: proxy_and_real(report) for name, report in audits.items()}
     gaps = {name: gap for name, gap in gaps.items() if gap}
     if gaps:

@@ -94,6 +94,10 @@ def test_trust_page_shows_the_audit_and_examples(with_data):
     # models, counterfactual by part and by class, colour baselines, abstention probes
     assert len(app.dataframe) >= 5
     assert any("upper bound" in c.value for c in app.caption)
+    # The baselines table has the shape baseline, in percentage points like every table here.
+    baselines = next(frame.value for frame in app.dataframe if "baseline" in frame.value.columns)
+    assert "cell shape" in set(baselines["baseline"])
+    assert baselines["test accuracy"].between(40, 100).all()
     captions = " ".join(c for image in app.get("image") for c in image.captions)
     assert "true " in captions and "says" in captions  # example cells with heatmaps
 
@@ -176,3 +180,14 @@ def test_models_are_listed_default_first_then_its_variants_then_whole_image(with
     app.sidebar.selectbox[0].set_value("cellfill").run()
     captions = " ".join(c.value for c in app.sidebar.caption)
     assert not app.exception and "Sees the filled cell view" in captions
+
+
+def test_in_percent_turns_named_fractions_into_points_and_leaves_the_rest():
+    from pages.common import in_percent
+
+    rows = [{"model": "a", "accuracy": 0.997, "missing": None, "count": 3},
+            {"model": "b", "accuracy": None, "missing": 0.5, "count": 4}]
+    assert in_percent(rows, ["accuracy", "missing"]) == [
+        {"model": "a", "accuracy": pytest.approx(99.7), "missing": None, "count": 3},
+        {"model": "b", "accuracy": None, "missing": 50.0, "count": 4}]
+    assert rows[0]["accuracy"] == 0.997  # the input is left as it was
