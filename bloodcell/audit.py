@@ -353,9 +353,9 @@ def run_audit(model: str, data_dir: Path, models_dir: str | Path | None = None,
     train_colours, train_shapes = _label_blind_features([data_dir / p for p, _ in train_pairs])
     cross_colours = cross_shapes = None
     if cross_source_dir:
-        cross_paths, cross_labels = zip(*[(p, CLASS_NAMES.index(label))
-                                          for p, label in collect_labelled_images(cross_source_dir)])
-        colours, shapes = _label_blind_features(cross_paths)
+        cross_pairs = collect_labelled_images(cross_source_dir)
+        cross_labels = [CLASS_NAMES.index(label) for _, label in cross_pairs]
+        colours, shapes = _label_blind_features([path for path, _ in cross_pairs])
         cross_colours, cross_shapes = list(zip(colours, cross_labels)), list(zip(shapes, cross_labels))
     report["colour_baselines"] = colour_baselines(train_colours, train_labels, test_colours, labels,
                                                   cross_colours)

@@ -162,6 +162,7 @@ def test_shipped_audits_match_the_files_and_the_default_model_holds_its_figures(
     for name, report in audits.items():
         assert report is not None and not report["limited"], name
         assert report["model_sha256"] == sha256_file(shipped_models / name / "model.keras"), name
+        assert "shape_baseline" in report, name
     best = audits[DEFAULT_MODEL]
     assert best["test_accuracy"] >= 0.995
     assert best["counterfactual"]["drop_points"] <= 2.6
