@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from bloodcell.cellmask import CellMask
+from bloodcell.cellmask import CellMask, find_cell
 from bloodcell.cellview import FILL_MIN_BOX_FRACTION
 
 SILHOUETTE_SIZE = 64
@@ -62,3 +62,13 @@ def shape_features(levels: np.ndarray) -> np.ndarray:
     mean_thickness = thickness[nucleus].mean() / root_area if nucleus_area > 1 else 0.0
     return np.array([nucleus_area / cell_area, outline ** 2 / nucleus_area, filled, elongation, *parts,
                      thickness.max() / root_area, mean_thickness, cell_area / levels.size], np.float64)
+
+
+def silhouette_picture(image: Image.Image, side: int = 160) -> Image.Image:
+    """What the shape baseline sees of `image`, as a grey picture `side` pixels across.
+
+    Nearest-neighbour enlargement keeps the 64-pixel silhouette's steps
+    visible: this is all the baseline has to go on.
+    """
+    levels = silhouette(find_cell(image))
+    return Image.fromarray(np.uint8(np.round(levels * 255))).resize((side, side), Image.Resampling.NEAREST)

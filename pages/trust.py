@@ -1,6 +1,7 @@
 """Trust: is each model right for the right reason? The shortcut audit, explained."""
 
 import streamlit as st
+from PIL import Image
 
 from bloodcell.audit import (counterfactual_class_rows, counterfactual_of, counterfactual_part_rows,
                              label_blind_baseline_rows, proxy_and_real, summary_rows)
@@ -8,9 +9,11 @@ from bloodcell.cells import DISPLAY_NAMES
 from bloodcell.charts import audit_figure
 from bloodcell.config import DEFAULT_MODEL, SOURCE_LAB, resolve_cross_source_dir
 from bloodcell.explain import overlay
+from bloodcell.dataset_stats import thumbnail
 from bloodcell.imaging import read_image
-from pages.common import (data_dir, in_percent, load_lab_looks, load_model_files, load_service, model_names,
-                          models_dir, page_setup, percent_column)
+from bloodcell.silhouette import silhouette_picture
+from pages.common import (data_dir, in_percent, load_dataset_overview, load_lab_looks, load_model_files,
+                          load_service, model_names, models_dir, page_setup, percent_column)
 
 # Accuracies to two decimals (a test error is 0.15 points), the other shares to one.
 ACCURACY_COLUMNS = ("test accuracy", "counterfactual accuracy")
@@ -22,6 +25,7 @@ EXAMPLE_KINDS = {
     "test_error": "Test-split mistakes",
 }
 EXAMPLES_SHOWN = 3
+SHAPE_EXAMPLE_SIDE = 160
 HEATMAP_OPACITY = 0.45
 
 
@@ -69,6 +73,30 @@ def show_summary(audits: dict) -> None:
                "the test split, but it does not depend on the lab, so it keeps much of that score on the "
                "other lab's neutrophils. A model that looked only at the cell would behave like the "
                "second, only better.")
+
+
+@st.cache_data(show_spinner=False, max_entries=2)
+def shape_examples(folder: str) -> list[tuple[str, Image.Image, Image.Image]]:
+    """One photo per class (the first by name) with the silhouette the shape baseline sees."""
+    examples = []
+    for label, paths in load_dataset_overview(folder).files.items():
+        photo = thumbnail(paths[0], SHAPE_EXAMPLE_SIDE) if paths else None
+        if photo is not None:
+            examples.append((label, photo, silhouette_picture(read_image(paths[0]), SHAPE_EXAMPLE_SIDE)))
+    return examples
+
+
+def show_shape_examples() -> None:
+    with st.expander("What the shape baseline sees"):
+        if load_dataset_overview(str(data_dir())) is None:
+            st.caption("Example cells need the dataset (set `BLOODCELL_DATA`).")
+            return
+        examples = shape_examples(str(data_dir()))
+        for column, (label, photo, outline) in zip(st.columns(len(examples) or 1), examples):
+            with column:
+                st.image([photo, outline], caption=[DISPLAY_NAMES[label], "its silhouette"], width="stretch")
+        st.caption("Nucleus black, cytoplasm grey, background white, from the cell mask: no colour and no "
+                   "texture, yet a segmented neutrophil's lobed nucleus is still there to see.")
 
 
 def show_counterfactual_breakdown(audits: dict) -> None:
@@ -147,6 +175,7 @@ if not audits:
 
 st.subheader("Accuracy on the same cells, and on cells that look different")
 show_summary(audits)
+show_shape_examples()
 if DEFAULT_MODEL in audits:
     st.caption(f"The app's default model is **{DEFAULT_MODEL}**, chosen by the test-split, flag and "
                "counterfactual targets. The cross-source column is for evaluation only and chooses nothing, "

@@ -100,6 +100,7 @@ def test_trust_page_shows_the_audit_and_examples(with_data):
     assert baselines["test accuracy"].between(40, 100).all()
     captions = " ".join(c for image in app.get("image") for c in image.captions)
     assert "true " in captions and "says" in captions  # example cells with heatmaps
+    assert captions.count("its silhouette") == len(CLASS_NAMES)  # what the shape baseline sees
 
 
 def test_bad_file_is_reported_and_good_file_still_classified(with_data, real_data):

@@ -52,3 +52,12 @@ def test_features_of_an_empty_or_full_silhouette_are_finite():
     for levels in (np.ones((64, 64), np.float32), np.zeros((64, 64), np.float32)):
         features = shape_features(levels)
         assert features.shape == (len(SHAPE_FEATURE_NAMES),) and np.isfinite(features).all()
+
+
+def test_silhouette_picture_is_a_grey_image_of_the_three_levels():
+    from bloodcell.silhouette import silhouette_picture
+
+    picture = silhouette_picture(draw_field("peach")[0], side=128)
+    assert picture.mode == "L" and picture.size == (128, 128)
+    values = np.asarray(picture)
+    assert values.min() == 0 and values.max() == 255 and (values == 128).any()
