@@ -8,8 +8,8 @@ from bloodcell.audit import (counterfactual_class_rows, counterfactual_of, count
 from bloodcell.cells import DISPLAY_NAMES
 from bloodcell.charts import audit_figure
 from bloodcell.config import DEFAULT_MODEL, SOURCE_LAB, resolve_cross_source_dir
+from bloodcell.errors import ImageReadError
 from bloodcell.explain import overlay
-from bloodcell.dataset_stats import thumbnail
 from bloodcell.imaging import read_image
 from bloodcell.silhouette import silhouette_picture
 from pages.common import (data_dir, in_percent, load_dataset_overview, load_lab_looks, load_model_files,
@@ -80,9 +80,14 @@ def shape_examples(folder: str) -> list[tuple[str, Image.Image, Image.Image]]:
     """One photo per class (the first by name) with the silhouette the shape baseline sees."""
     examples = []
     for label, paths in load_dataset_overview(folder).files.items():
-        photo = thumbnail(paths[0], SHAPE_EXAMPLE_SIDE) if paths else None
-        if photo is not None:
-            examples.append((label, photo, silhouette_picture(read_image(paths[0]), SHAPE_EXAMPLE_SIDE)))
+        try:
+            image = read_image(paths[0]) if paths else None
+        except ImageReadError:
+            image = None
+        if image is not None:
+            photo = image.copy()
+            photo.thumbnail((SHAPE_EXAMPLE_SIDE, SHAPE_EXAMPLE_SIDE))
+            examples.append((label, photo, silhouette_picture(image, SHAPE_EXAMPLE_SIDE)))
     return examples
 
 

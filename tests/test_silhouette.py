@@ -7,7 +7,7 @@ import pytest
 
 from bloodcell.cellmask import find_cell
 from bloodcell.silhouette import (CYTOPLASM_LEVEL, NUCLEUS_LEVEL, SHAPE_FEATURE_NAMES, SILHOUETTE_SIZE,
-                                  shape_features, silhouette)
+                                  shape_features, silhouette, silhouette_picture)
 from drawn_fields import draw_field
 
 
@@ -55,8 +55,6 @@ def test_features_of_an_empty_or_full_silhouette_are_finite():
 
 
 def test_silhouette_picture_is_a_grey_image_of_the_three_levels():
-    from bloodcell.silhouette import silhouette_picture
-
     picture = silhouette_picture(draw_field("peach")[0], side=128)
     assert picture.mode == "L" and picture.size == (128, 128)
     values = np.asarray(picture)
