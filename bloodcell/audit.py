@@ -58,7 +58,7 @@ EXAMPLES_PER_KIND = 6
 COUNTERFACTUAL_PARTS = ("stain", "field", "magnification", "sharpness")
 
 
-# --- 1. colour-only baselines -------------------------------------------------
+# --- 1. label-blind baselines: colour only, shape only -----------------------
 
 def colour_features(image: Image.Image) -> dict[str, np.ndarray]:
     """Three label-blind descriptions of an image: mean colour, histogram, corners."""

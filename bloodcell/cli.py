@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_models_dir(export, "where models live")
 
     audit = commands.add_parser("audit", help="check whether a model reads the lab instead of the cell",
-                                description="Shortcut audit: colour-only baselines, the share of "
+                                description="Shortcut audit: colour-only and shape-only baselines, the share of "
                                 "Grad-CAM mass on the cell, accuracy on test images re-stained and "
                                 "re-backgrounded as the other lab's, the cross-source check and "
                                 "abstention. Writes <models>/<model>/audit.json.")

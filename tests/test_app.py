@@ -91,7 +91,7 @@ def test_a_photo_that_is_no_blood_cell_gets_no_class(with_data):
 def test_trust_page_shows_the_audit_and_examples(with_data):
     app = open_page("pages/trust.py")
     assert not app.exception, app.exception
-    # models, counterfactual by part and by class, colour baselines, abstention probes
+    # models, label-blind baselines, counterfactual by part and by class, abstention probes
     assert len(app.dataframe) >= 5
     assert any("upper bound" in c.value for c in app.caption)
     # The baselines table has the shape baseline, in percentage points like every table here.
