@@ -15,7 +15,8 @@ from PIL import Image
 from scipy import ndimage
 
 from bloodcell.cellmask import CellMask, find_cell
-from bloodcell.cellview import FILL_MIN_BOX_FRACTION
+from bloodcell.cellview import view_box
+from bloodcell.imaging import FILL_CELL_VIEW
 
 SILHOUETTE_SIZE = 64
 NUCLEUS_LEVEL, CYTOPLASM_LEVEL, BACKGROUND_LEVEL = 0.0, 0.5, 1.0
@@ -39,7 +40,7 @@ def silhouette(mask: CellMask, size: int = SILHOUETTE_SIZE) -> np.ndarray:
     levels = np.full(mask.cell.shape, BACKGROUND_LEVEL, np.float32)
     levels[mask.cell] = CYTOPLASM_LEVEL
     levels[mask.nucleus & mask.cell] = NUCLEUS_LEVEL
-    left, top, right, bottom = mask.box(min_fraction=FILL_MIN_BOX_FRACTION)
+    left, top, right, bottom = view_box(mask, FILL_CELL_VIEW)
     crop = Image.fromarray(levels[top:bottom, left:right])  # float32: mode "F"
     return np.asarray(crop.resize((size, size), Image.Resampling.BILINEAR), np.float32)
 
