@@ -26,6 +26,7 @@ EXAMPLE_KINDS = {
 }
 EXAMPLES_SHOWN = 3
 SHAPE_EXAMPLE_SIDE = 160
+BASELINE_ROW_HEIGHT = 70  # pixels: three lines of text
 HEATMAP_OPACITY = 0.45
 
 
@@ -66,8 +67,11 @@ def show_summary(audits: dict) -> None:
                                 **{key: percent_column(1) for key in SHARE_COLUMNS}})
     st.markdown("**Label-blind baselines** (same train and test split)")
     baseline_columns = ("test accuracy", "cross-source accuracy")
+    # Rows three lines high, so that the shape baseline's description is read whole.
     st.dataframe(in_percent(label_blind_baseline_rows(audits), baseline_columns), hide_index=True,
-                 width="stretch", column_config={key: percent_column(1) for key in baseline_columns})
+                 width="stretch", row_height=BASELINE_ROW_HEIGHT,
+                 column_config={"what it sees": st.column_config.TextColumn(width="large"),
+                                **{key: percent_column(1) for key in baseline_columns}})
     st.caption("Colour alone tells the two labs apart, so it scores high on the test split and calls "
                "every cross-source neutrophil a Barcelona class. The silhouette alone is far weaker on "
                "the test split, but it does not depend on the lab, so it keeps much of that score on the "
