@@ -85,6 +85,17 @@ MODEL_SPECS: dict[str, ModelSpec] = {
         backbone="mobilenetv2",
         view=FILL_CELL_VIEW,
     ),
+    "celltexture": ModelSpec(
+        name="celltexture",
+        input_size=224,
+        last_conv_layer="out_relu",
+        description="cellfocus' recipe and cell view, plus random textures while training: half the views "
+        "filtered by a random small convolution that keeps the cell's form and replaces its fine texture, "
+        "so that what a scanner, its compression and a stain do to texture (which differs from lab to lab "
+        "and has no name to imitate) is not worth learning.",
+        backbone="mobilenetv2",
+        view=CELL_VIEW,
+    ),
 }
 assert tuple(MODEL_SPECS) == MODEL_NAMES
 

@@ -19,6 +19,9 @@ from bloodcell.config import CLASS_NAMES, LAB_CELL_SIZE, SOURCE_LAB, other_lab
 from bloodcell.imaging import CELL_VIEWS, FULL_VIEW, GREY_CELL_VIEW, load_model_input, read_image, to_model_input
 
 AUTOTUNE = tf.data.AUTOTUNE
+# Random convolutions' kernel sizes: 1 mixes colours only, 3-7 also reshape
+# local texture over a few pixels, less than a nucleus' lobe.
+RANDOM_CONVOLUTION_KERNELS = (1, 3, 5, 7)
 
 
 def make_augmenter(seed: int = 0) -> keras.Sequential:
@@ -142,6 +145,41 @@ def augment_colour(images: tf.Tensor, grey: bool = False) -> tf.Tensor:
                         GREY_FOCUS_DETAIL_RANGE if grey else FOCUS_DETAIL_RANGE)
 
 
+def random_convolution(images: tf.Tensor, probability: float) -> tf.Tensor:
+    """Give a share of the views a random texture that no lab has.
+
+    Random convolutions (Xu et al., ICLR 2021): one k x k convolution per
+    batch (k from RANDOM_CONVOLUTION_KERNELS, weights N(0, 1/(3k^2))), each
+    output channel rescaled to the view's own mean and spread so brightness
+    and contrast stay the view's, then mixed with the view at a weight drawn
+    U(0, 1) per image. A cell's shape survives; the fine structure that
+    scanner, compression and stain leave behind does not. The named parts of
+    a lab's look (stain, field, focus, magnification) have their own
+    augmentations; this is for the parts without a name. Each view is
+    changed with `probability`; pixels 0..255.
+    """
+    count = tf.shape(images)[0]
+
+    def convolve(size: int):
+        def apply():
+            kernel = tf.random.normal((size, size, 3, 3), stddev=1.0 / (3.0 * size * size) ** 0.5)
+            pad = size // 2
+            centred = tf.pad(images / 255.0 - 0.5, [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
+            return tf.nn.conv2d(centred, kernel, 1, "VALID")
+        return apply
+
+    index = tf.random.uniform((), 0, len(RANDOM_CONVOLUTION_KERNELS), dtype=tf.int32)
+    textured = tf.switch_case(index, [convolve(size) for size in RANDOM_CONVOLUTION_KERNELS])
+    mean, variance = tf.nn.moments(images, axes=(1, 2), keepdims=True)
+    textured_mean, textured_variance = tf.nn.moments(textured, axes=(1, 2), keepdims=True)
+    spread = tf.sqrt(variance + 1e-6) / tf.sqrt(textured_variance + 1e-6)
+    textured = (textured - textured_mean) * spread + mean
+    weight = tf.random.uniform((count, 1, 1, 1))
+    mixed = weight * images + (1.0 - weight) * textured
+    chosen = tf.random.uniform((count, 1, 1, 1)) < probability
+    return tf.clip_by_value(tf.where(chosen, mixed, images), 0.0, 255.0)
+
+
 def other_lab_zoom(label: str) -> float:
     """The magnification change that takes a photo of `label` to the other lab's."""
     return LAB_CELL_SIZE[other_lab(label)] / LAB_CELL_SIZE[SOURCE_LAB[label]]
@@ -211,12 +249,14 @@ def make_dataset(
     view: str = FULL_VIEW,
     colour_augment: bool = False,
     magnification_transfer: float = 0.0,
+    random_texture: float = 0.0,
 ) -> tf.data.Dataset:
     """Batched (images, labels) with images as float32 0..255, cached in memory.
 
     `magnification_transfer` is the share of views shown at a magnification
     between their lab's and the other lab's (cell view only; see
-    random_magnification).
+    random_magnification); `random_texture` the share given a random
+    convolution after the colour augmentation (see random_convolution).
     """
     if magnification_transfer and view not in CELL_VIEWS:
         raise ValueError("magnification transfer works on the cell view only")
@@ -240,4 +280,7 @@ def make_dataset(
     if colour_augment:
         grey = view == GREY_CELL_VIEW
         dataset = dataset.map(lambda x, y: (augment_colour(x, grey), y), num_parallel_calls=AUTOTUNE)
+    if random_texture:
+        dataset = dataset.map(lambda x, y: (random_convolution(x, random_texture), y),
+                              num_parallel_calls=AUTOTUNE)
     return dataset.prefetch(AUTOTUNE)

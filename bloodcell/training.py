@@ -74,6 +74,12 @@ RECIPES["cellgrey"] = dict(RECIPES["cellfocus"])
 # size unchanged (bloodcell.cellview.view_zoom is 1), so the transfer would
 # zoom by 1.
 RECIPES["cellfill"] = {**RECIPES["cellfocus"], "magnification_transfer": 0.0}
+# cellfocus' recipe plus random textures on half the views. The harder views
+# need more steps: two runs of it on cellfocus' schedule early-stopped at 19
+# and 22 of 24 epochs with the learning rate already at its floor, so up to
+# 32 epochs, a longer plateau before the rate drops, and more patience.
+RECIPES["celltexture"] = {**RECIPES["cellfocus"], "epochs": 32, "patience": 6, "lr_patience": 3,
+                          "random_texture": 0.5}
 
 # Recorded in the card of a model that sees the cell view: what was done
 # against the two-lab shortcut, and why.
@@ -143,6 +149,26 @@ FILL_VIEW_MEASURES = {
                  "(99.5%, 99.5%, 2%, 2 points)",
 }
 
+# Added to SHORTCUT_MEASURES in the card of a model trained with random textures.
+TEXTURE_MEASURES = {
+    "texture": "random convolutions while training (bloodcell.pipeline.random_convolution; Xu et al., ICLR "
+               "2021): half the views filtered by a random 1-7 px kernel, kept at their own brightness and "
+               "contrast and mixed with the original at a random weight. The other measures imitate the parts "
+               "of a lab's look that have names (stain, field, focus, magnification); what a third lab's "
+               "scanner, compression and stain do to fine texture has none, so the model is shown textures "
+               "that neither training lab has and has to answer from the cell's form",
+    "schedule": "cellfocus' schedule stopped two runs with random textures at 19 and 22 of 24 epochs with the "
+                "learning rate at its floor, so up to 32 epochs, the rate cut after 3 flat epochs instead of 2, "
+                "and early stopping after 6",
+    "selection": "the recipe was followed up after two runs on cellfocus' schedule scored highest on the "
+                 "cross-source set, so that set's figure for this model is no longer an untouched measurement; "
+                 "the rule written before training: two variants (this schedule, and it with three more blocks "
+                 "unfrozen) trained with the split's seed, the candidate chosen on the validation split alone "
+                 "(accuracy with four views, then the counterfactual drop on validation images), the default "
+                 "only if it meets the test, flag and counterfactual targets (99.5%, 2%, 2 points), decided "
+                 "before its cross-source figure was looked at",
+}
+
 GEOMETRIC_AUGMENTATION = ("random quarter turns and flips; on half the batches rotation up to "
                           "18 degrees, zoom 10%, shift 6%")
 COLOUR_AUGMENTATION = ("hue +-0.06, saturation x0.6-1.4, brightness +-0.12, contrast x0.7-1.3, "
@@ -152,6 +178,10 @@ COLOUR_AUGMENTATION = ("hue +-0.06, saturation x0.6-1.4, brightness +-0.12, cont
 GREY_AUGMENTATION = ("brightness +-0.12, contrast x0.7-1.3; focus: 80% of images blurred or sharpened "
                      "to a detail level drawn log-uniformly from 4-6, the grey view's ceiling "
                      "(bloodcell.pipeline.random_focus)")
+
+TEXTURE_AUGMENTATION = ("{share:.0%} of views given a random convolution (kernel 1, 3, 5 or 7 px, one per batch), "
+                        "rescaled to the view's own mean and spread and mixed with it at a weight drawn "
+                        "U(0, 1) (bloodcell.pipeline.random_convolution)")
 
 MAGNIFICATION_AUGMENTATION = ("{share:.0%} of views zoomed about their centre by a factor drawn log-uniformly "
                               "between 1 and the other lab's magnification as seen in the cell view "
@@ -281,7 +311,8 @@ def train(
     colour_augment = bool(recipe.get("colour_augment"))
     train_ds = make_dataset(train_paths, train_labels, size, bs, shuffle=True, augment=True, seed=seed,
                             view=spec.view, colour_augment=colour_augment,
-                            magnification_transfer=recipe.get("magnification_transfer", 0.0))
+                            magnification_transfer=recipe.get("magnification_transfer", 0.0),
+                            random_texture=recipe.get("random_texture", 0.0))
     val_ds = make_dataset(val_paths, val_labels, size, bs, view=spec.view)
 
     started = time.perf_counter()
@@ -354,9 +385,11 @@ def train(
                                                 else COLOUR_AUGMENTATION) if colour_augment else "") + (
                                 "; magnification: " + MAGNIFICATION_AUGMENTATION.format(
                                     share=recipe["magnification_transfer"])
-                                if recipe.get("magnification_transfer") else ""),
+                                if recipe.get("magnification_transfer") else "") + (
+                                "; texture: " + TEXTURE_AUGMENTATION.format(share=recipe["random_texture"])
+                                if recipe.get("random_texture") else ""),
                             "seed": seed},
-        "shortcut_measures": _shortcut_measures(spec.view),
+        "shortcut_measures": _shortcut_measures(spec.view, random_texture=bool(recipe.get("random_texture"))),
         "epochs_run": len(history),
         "best_epoch": best_epoch,
         "training_seconds": round(training_seconds, 1),
@@ -375,9 +408,11 @@ def train(
     return out
 
 
-def _shortcut_measures(view: str) -> dict | None:
+def _shortcut_measures(view: str, random_texture: bool = False) -> dict | None:
     if view not in CELL_VIEWS:
         return None
+    if random_texture:
+        return {**SHORTCUT_MEASURES, **TEXTURE_MEASURES}
     if view == GREY_CELL_VIEW:
         return {**SHORTCUT_MEASURES, **GREY_VIEW_MEASURES}
     if view == FILL_CELL_VIEW:

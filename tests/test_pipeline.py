@@ -80,6 +80,33 @@ def test_random_focus_takes_away_the_sharpness_gap_between_labs():
 
 
 
+def test_random_convolution_changes_texture_but_keeps_each_views_brightness():
+    import tensorflow as tf
+
+    from bloodcell.pipeline import random_convolution
+
+    tf.random.set_seed(5)
+    views = tf.constant(_textured_views(16, 0.6, seed=4))
+    np.testing.assert_array_equal(random_convolution(views, 0.0).numpy(), views.numpy())
+    for _ in range(4):  # one kernel per batch: several batches, several kernel sizes
+        out = random_convolution(views, 1.0).numpy()
+        assert out.shape == views.shape and out.min() >= 0 and out.max() <= 255
+        changed = np.abs(out - views.numpy()).mean(axis=(1, 2, 3))
+        assert np.all(changed > 0.01)
+        # Mixed at a random weight per view, so some views change much more than others.
+        assert changed.max() > 2 * changed.min()
+        # Each channel keeps the view's own mean: brightness is not what this varies.
+        np.testing.assert_allclose(out.mean(axis=(1, 2)), views.numpy().mean(axis=(1, 2)), atol=3.0)
+
+
+def test_random_texture_dataset_gives_cell_views_and_labels(drawn_dataset):
+    files = sorted((drawn_dataset / "basophil").iterdir())[:4]
+    images, labels = next(iter(make_dataset(files, [0] * 4, 32, batch_size=4, view="cell", shuffle=True,
+                                            augment=True, colour_augment=True, random_texture=1.0)))
+    assert images.shape == (4, 32, 32, 3) and labels.numpy().tolist() == [0] * 4
+    assert float(images.numpy().min()) >= 0 and float(images.numpy().max()) <= 255
+
+
 def _disc_views(count: int, radius: int = 20, side: int = 64) -> np.ndarray:
     yy, xx = np.mgrid[:side, :side]
     disc = (yy - side / 2 + 0.5) ** 2 + (xx - side / 2 + 0.5) ** 2 < radius ** 2

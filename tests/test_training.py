@@ -156,6 +156,24 @@ def test_filled_view_model_records_its_crop_and_answers_alike_in_training_and_pr
     np.testing.assert_allclose(classifier.predict_proba(batch.numpy()), from_files, atol=1e-5)
 
 
+def test_texture_model_records_its_augmentation_and_answers_alike_in_training_and_prediction(
+        tmp_path, drawn_dataset, imagenet_weights):
+    from bloodcell.training import TEXTURE_MEASURES
+
+    models_dir = _train_tiny("celltexture", tmp_path, drawn_dataset, imagenet_weights)
+    card = json.loads((models_dir / "celltexture" / "card.json").read_text())
+    assert card["view"] == "cell" and card["hyperparameters"]["random_texture"] == 0.5
+    assert "texture: 50% of views given a random convolution" in card["hyperparameters"]["augmentation"]
+    assert card["shortcut_measures"]["texture"] == TEXTURE_MEASURES["texture"]
+    assert "stain" in card["shortcut_measures"] and "magnification:" in card["hyperparameters"]["augmentation"]
+    # The random textures are for training only: prediction sees the plain cell view.
+    classifier = Classifier.load("celltexture", models_dir)
+    files = sorted((drawn_dataset / "monocyte").iterdir())[:4]
+    batch = next(iter(make_dataset(files, [2] * len(files), 32, batch_size=len(files), view="cell")))[0]
+    from_files = np.stack([r.probabilities for r in classifier.predict_sources(files)])
+    np.testing.assert_allclose(classifier.predict_proba(batch.numpy()), from_files, atol=1e-5)
+
+
 def test_shipped_cellgrey_card_describes_its_own_augmentation(shipped_models):
     """The grey model's card must not inherit cellfocus' colour-jitter description."""
     from bloodcell.training import _shortcut_measures
