@@ -24,7 +24,8 @@ MODEL_KEY = "model"
 MODEL_WIDGET_KEY = "model_widget"
 # How models are listed, and which is chosen when the default is missing: the
 # default, its cell-view variants, then the whole-image models.
-MODEL_ORDER = (DEFAULT_MODEL, "cellgrey", "cellfill", "mobilenetv2", "cnn")
+MODEL_ORDER = tuple(dict.fromkeys((DEFAULT_MODEL, "cellfocus", "celltexture", "cellgrey", "cellfill",
+                                   "mobilenetv2", "cnn")))
 
 LOADS: Counter = Counter()
 
@@ -168,7 +169,11 @@ def render_sidebar() -> None:
                               "the Trust page shows how far each one reads the cell rather than the lab.")
             card = load_model_files(st.session_state[MODEL_KEY], str(models_dir()))["card"] or {}
             default = " (the default)" if st.session_state[MODEL_KEY] == DEFAULT_MODEL else ""
-            st.caption(f"Sees {VIEW_DESCRIPTIONS.get(card.get('view', FULL_VIEW), 'an unknown view')}{default}.")
+            # Two models see the same cell view; what tells them apart is how they were trained.
+            textures = ", trained on random textures too" if card.get("hyperparameters", {}).get("random_texture") \
+                else ""
+            view = VIEW_DESCRIPTIONS.get(card.get("view", FULL_VIEW), "an unknown view")
+            st.caption(f"Sees {view}{textures}{default}.")
         else:
             st.error(f"No trained model in `{models_dir()}`. Train one with "
                      "`python -m bloodcell train --model cnn`.")
