@@ -54,7 +54,9 @@ def explain_shortcuts() -> None:
             "sharpness, background swapped for one of its empty fields. A model that looks at the "
             "cell keeps its answer.\n"
             "- **Cross-source**: segmented neutrophils photographed in the Barcelona lab, the lab "
-            "of the *other* classes. Evaluation only: nothing is trained, tuned or chosen on them.\n"
+            "of the *other* classes. Evaluation only: nothing is trained or tuned on them, and no "
+            "default is chosen by them. One caveat: celltexture's recipe was pursued because its first "
+            "runs did well on these cells, so its figure here is somewhat optimistic.\n"
             "- **Abstention**: real test cells should almost never be flagged; a blank slide, "
             "noise, a cat, a coffee cup or a field of four cells always should.")
 
