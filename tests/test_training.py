@@ -190,3 +190,13 @@ def test_shipped_cellfill_card_describes_its_own_crop(shipped_models):
     card = json.loads((shipped_models / "cellfill" / "card.json").read_text())
     assert card["view"] == "cell-fill" and card["shortcut_measures"] == _shortcut_measures("cell-fill")
     assert "at least 0.6" not in card["input"] and card["hyperparameters"]["magnification_transfer"] == 0.0
+
+
+def test_shipped_celltexture_card_describes_its_own_training(shipped_models):
+    """The texture model's card says what its recipe adds, and why the recipe was followed up."""
+    from bloodcell.training import RECIPES, _shortcut_measures
+
+    card = json.loads((shipped_models / "celltexture" / "card.json").read_text())
+    assert card["view"] == "cell" and card["shortcut_measures"] == _shortcut_measures("cell", random_texture=True)
+    assert "not an untouched measurement" in card["shortcut_measures"]["selection"]
+    assert {key: card["hyperparameters"][key] for key in RECIPES["celltexture"]} == RECIPES["celltexture"]
