@@ -20,6 +20,8 @@ from pages.common import (data_dir, load_dataset_overview, load_service, model_n
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "bmp", "tif", "tiff"]
 PREDICTED = "the predicted class"
 DISPLAY_SIDE = 384
+# Models per row when comparing: with six side by side the verdicts broke mid-word on a laptop screen.
+COMPARE_PER_ROW = 3
 METHOD_HELP = ("Grad-CAM comes with the prediction at no extra cost. Grad-CAM++, Score-CAM and "
                "SmoothGrad (pixel-level gradients averaged over noisy copies) need TensorFlow: the "
                "first one asked for takes a few seconds to load, and each takes longer per image.")
@@ -132,18 +134,25 @@ def show_result(image, result, options: dict, key: str) -> None:
 
 
 def show_comparison(image, results, options: dict, key: str) -> None:
-    """The input, then one column per model: heatmap, verdict and probabilities."""
-    columns = st.columns([1] + [1.2] * len(results))
-    columns[0].image(image, caption="input", width="stretch")
-    for column, result in zip(columns[1:], results):
-        with column:
-            explained = DISPLAY_NAMES[CLASS_NAMES[result.class_index]]
-            st.image(heatmap_image(image, result, options["opacity"]),
-                     caption=f"{result.model}: {result.method} for {explained}", width="stretch")
-            show_verdict(result, options["threshold"], f"{key}_{result.model}")
-            st.plotly_chart(probability_figure(result.probabilities, int(result.probabilities.argmax()),
-                                               options["threshold"], short_names=True), width="stretch",
-                            key=f"{key}_{result.model}")
+    """The input, then the models in rows of COMPARE_PER_ROW: heatmap, verdict and probabilities."""
+    for start in range(0, len(results), COMPARE_PER_ROW):
+        columns = st.columns([1] + [1.2] * COMPARE_PER_ROW)
+        if start == 0:
+            columns[0].image(image, caption="input", width="stretch")
+        for column, result in zip(columns[1:], results[start:start + COMPARE_PER_ROW]):
+            show_model_column(column, image, result, options, key)
+
+
+def show_model_column(column, image, result, options: dict, key: str) -> None:
+    """One model's heatmap, verdict and probabilities in a comparison."""
+    with column:
+        explained = DISPLAY_NAMES[CLASS_NAMES[result.class_index]]
+        st.image(heatmap_image(image, result, options["opacity"]),
+                 caption=f"{result.model}: {result.method} for {explained}", width="stretch")
+        show_verdict(result, options["threshold"], f"{key}_{result.model}")
+        st.plotly_chart(probability_figure(result.probabilities, int(result.probabilities.argmax()),
+                                           options["threshold"], short_names=True), width="stretch",
+                        key=f"{key}_{result.model}")
 
 
 page_setup()
