@@ -28,7 +28,7 @@ from bloodcell.inference import (CARD_FILE, HISTORY_FILE, METRICS_FILE, MODEL_FI
                                  read_json, softmax)
 from bloodcell.metrics import classification_metrics
 from bloodcell.models import MOBILENET_FINE_TUNE_FROM, build_model, get_spec, set_mobilenet_trainable
-from bloodcell.pipeline import make_dataset
+from bloodcell.pipeline import RANDOM_CONVOLUTION_KERNELS, make_dataset
 from bloodcell.runtime import KERAS, LITE_FILE, export_lite
 
 log = logging.getLogger("bloodcell")
@@ -178,7 +178,9 @@ GREY_AUGMENTATION = ("brightness +-0.12, contrast x0.7-1.3; focus: 80% of images
                      "to a detail level drawn log-uniformly from 4-6, the grey view's ceiling "
                      "(bloodcell.pipeline.random_focus)")
 
-TEXTURE_AUGMENTATION = ("{share:.0%} of views given a random convolution (kernel 1, 3, 5 or 7 px, one per batch), "
+TEXTURE_AUGMENTATION = ("{share:.0%} of views given a random convolution (kernel "
+                        + ", ".join(map(str, RANDOM_CONVOLUTION_KERNELS[:-1]))
+                        + f" or {RANDOM_CONVOLUTION_KERNELS[-1]} px, one per batch), "
                         "rescaled to the view's own mean and spread and mixed with it at a weight drawn "
                         "U(0, 1) (bloodcell.pipeline.random_convolution)")
 

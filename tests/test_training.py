@@ -194,9 +194,11 @@ def test_shipped_cellfill_card_describes_its_own_crop(shipped_models):
 
 def test_shipped_celltexture_card_describes_its_own_training(shipped_models):
     """The texture model's card says what its recipe adds, and why the recipe was followed up."""
-    from bloodcell.training import RECIPES, _shortcut_measures
+    from bloodcell.training import RECIPES, TEXTURE_AUGMENTATION, _shortcut_measures
 
     card = json.loads((shipped_models / "celltexture" / "card.json").read_text())
+    assert card["hyperparameters"]["augmentation"].endswith(
+        "; texture: " + TEXTURE_AUGMENTATION.format(share=RECIPES["celltexture"]["random_texture"]))
     assert card["view"] == "cell" and card["shortcut_measures"] == _shortcut_measures("cell", random_texture=True)
     assert "not an untouched measurement" in card["shortcut_measures"]["selection"]
     assert {key: card["hyperparameters"][key] for key in RECIPES["celltexture"]} == RECIPES["celltexture"]
