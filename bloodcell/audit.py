@@ -17,6 +17,10 @@ model:
    (evaluation only: nothing is ever trained, tuned or chosen on it);
 5. abstention: how many real cells are flagged, and whether images that are
    not a single blood cell are.
+
+Test, counterfactual and cross-source figures come with 95% intervals
+(bloodcell.metrics), because a few hundred images cannot tell 99.41% from
+99.56%.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from bloodcell.evaluation import collect_labelled_images
 from bloodcell.explain import Explainer
 from bloodcell.imaging import CELL_VIEW, CELL_VIEWS, FILL_CELL_VIEW, GREY_CELL_VIEW, read_image, to_model_input
 from bloodcell.inference import Classifier, resolve_model_dir
+from bloodcell.metrics import accuracy_interval, paired_difference_interval
 from bloodcell.silhouette import SHAPE_FEATURE_NAMES, shape_features, silhouette
 
 log = logging.getLogger("bloodcell")
@@ -221,6 +226,25 @@ def _accuracy(predicted: list[int], labels: list[int]) -> float:
     return float(np.mean(np.asarray(predicted) == np.asarray(labels))) if labels else float("nan")
 
 
+def paired_counts(labels: list[int], original: list[int], counterfactual: list[int]) -> dict[str, int]:
+    """How the originals and their twins agree, image by image: what the drop's interval needs."""
+    right = np.asarray(original) == np.asarray(labels)
+    twin_right = np.asarray(counterfactual) == np.asarray(labels)
+    return {"both_right": int(np.sum(right & twin_right)), "only_original_right": int(np.sum(right & ~twin_right)),
+            "only_counterfactual_right": int(np.sum(~right & twin_right)),
+            "both_wrong": int(np.sum(~right & ~twin_right))}
+
+
+def drop_interval(counterfactual: dict) -> tuple[float, float] | None:
+    """95% interval of the counterfactual drop in points, or None for an audit without paired counts."""
+    counts = counterfactual.get("paired_counts")
+    if not counts:
+        return None
+    low, high = paired_difference_interval(counts["both_right"], counts["only_original_right"],
+                                           counts["only_counterfactual_right"], counts["both_wrong"])
+    return 100 * low, 100 * high
+
+
 def per_class_accuracy(labels: list[int], original: list[int], counterfactual: list[int]) -> dict:
     """Per true class: accuracy on the originals and on their counterfactual twins.
 
@@ -335,6 +359,7 @@ def run_audit(model: str, data_dir: Path, models_dir: str | Path | None = None,
     }
     report["counterfactual"]["drop_points"] = 100 * (
         report["counterfactual"]["original_accuracy"] - report["counterfactual"]["counterfactual_accuracy"])
+    report["counterfactual"]["paired_counts"] = paired_counts(labels, original, counterfactual)
     report["counterfactual"]["per_class"] = per_class_accuracy(labels, original, counterfactual)
     # Each part of the look on its own (the rest the image's own lab's).
     report["counterfactual"]["parts"] = {
@@ -429,7 +454,8 @@ def format_audit(report: dict) -> str:
     """The audit as a few lines of plain text for the terminal."""
     lines = [f"Shortcut audit of {report['model']} ({report['test_images']} test images"
              f"{', limited' if report['limited'] else ''})"]
-    lines.append(f"  test accuracy                     {report['test_accuracy']:.2%}")
+    lines.append(f"  test accuracy                     {report['test_accuracy']:.2%}"
+                 f"  {_interval_text(report['test_accuracy'], report['test_images'])}")
     for name, entry in report["colour_baselines"].items():
         extra = f"  (cross-source {entry['cross_source_accuracy']:.1%})" if "cross_source_accuracy" in entry else ""
         lines.append(f"  colour-only baseline {name:<17}{entry['test_accuracy']:.2%}{extra}")
@@ -441,13 +467,16 @@ def format_audit(report: dict) -> str:
     lines.append(f"  Grad-CAM mass on the cell         {cam['mean_share_on_cell']:.1%} "
                  f"(the cell covers {cam['mean_cell_area_share']:.1%} of the input)")
     cf = report["counterfactual"]
+    drop = drop_interval(cf)
     lines.append(f"  counterfactual (other lab's look) {cf['counterfactual_accuracy']:.2%} "
-                 f"vs {cf['original_accuracy']:.2%} ({cf['drop_points']:+.1f} points drop)")
+                 f"vs {cf['original_accuracy']:.2%} ({cf['drop_points']:+.1f} points drop"
+                 + (f", 95% interval {drop[0]:+.1f} to {drop[1]:+.1f})" if drop else ")"))
     for part, entry in cf.get("parts", {}).items():
         lines.append(f"    {part + ' alone':<31}{entry['accuracy']:.2%}")
     if "cross_source" in report:
         cs = report["cross_source"]
-        lines.append(f"  cross-source ({cs['folder']}, {cs['images']} images)  {cs['accuracy']:.2%}")
+        lines.append(f"  cross-source ({cs['folder']}, {cs['images']} images)  {cs['accuracy']:.2%}"
+                     f"  {_interval_text(cs['accuracy'], cs['images'])}")
         if cs.get("accuracy_when_answered") is not None:
             lines.append(f"    answered without a flag: {cs['answered']}, of which right "
                          f"{cs['accuracy_when_answered']:.1%}")
@@ -456,6 +485,11 @@ def format_audit(report: dict) -> str:
                  + (f", cross-source {ab['cross_source_flagged']:.1%}" if "cross_source_flagged" in ab else "")
                  + f", non-cell probes {ab['probes_flagged_as_not_a_cell']:.0%} as not a cell")
     return "\n".join(lines)
+
+
+def _interval_text(accuracy: float, images: int) -> str:
+    low, high = accuracy_interval(accuracy, images)
+    return f"(95% interval {low:.2%} to {high:.2%})"
 
 
 def load_audit(model_dir: Path) -> dict | None:
@@ -489,6 +523,30 @@ def summary_rows(audits: dict[str, dict]) -> list[dict]:
             "cell area": cam["mean_cell_area_share"],
             "test flagged": ab["test_flagged"],
             "non-cell images flagged": ab.get("probes_flagged_as_not_a_cell"),
+        })
+    return rows
+
+
+def uncertainty_rows(audits: dict[str, dict]) -> list[dict]:
+    """Per model, the audit's three headline figures with their 95% intervals (None where not measured).
+
+    The intervals say how much the figures could move with other images of
+    the same labs: they cover the sampling of the test and cross-source
+    images, not a retrained model (two runs of one recipe differ more).
+    """
+    rows = []
+    for name, report in audits.items():
+        cf, cross = report["counterfactual"], report.get("cross_source")
+        test_low, test_high = accuracy_interval(report["test_accuracy"], report["test_images"])
+        drop = drop_interval(cf)
+        cross_interval = accuracy_interval(cross["accuracy"], cross["images"]) if cross else (None, None)
+        rows.append({
+            "model": name,
+            "test accuracy": report["test_accuracy"], "test low": test_low, "test high": test_high,
+            "drop (points)": cf["drop_points"],
+            "drop low": drop[0] if drop else None, "drop high": drop[1] if drop else None,
+            "cross-source accuracy": cross["accuracy"] if cross else None,
+            "cross-source low": cross_interval[0], "cross-source high": cross_interval[1],
         })
     return rows
 

@@ -137,11 +137,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from bloodcell.evaluation import evaluate_folder
-    from bloodcell.metrics import format_confusion_matrix
+    from bloodcell.metrics import accuracy_interval, format_confusion_matrix
 
     result = evaluate_folder(args.model, resolve_data_dir(args.data), args.models_dir)
+    low, high = accuracy_interval(result["accuracy"], result["n"])
     print(f"{result['model']} on {result['data']}: accuracy {result['accuracy']:.4f} "
-          f"({result['n']} images, macro F1 {result['macro_f1']:.4f})")
+          f"(95% interval {low:.4f}-{high:.4f}; {result['n']} images, macro F1 {result['macro_f1']:.4f})")
     print(format_confusion_matrix(result["confusion_matrix"]))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1) + "\n")

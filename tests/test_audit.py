@@ -11,9 +11,10 @@ from PIL import Image
 
 from bloodcell.abstention import NOT_A_CELL
 from bloodcell.audit import (AUDIT_FILE, COUNTERFACTUAL_PARTS, baseline_rows, colour_baselines,
-                             colour_features, counterfactual_class_rows, counterfactual_part_rows,
-                             format_audit, heat_on_cell, label_blind_baseline_rows, load_audit,
-                             per_class_accuracy, probe_images, run_audit, shape_baseline, summary_rows)
+                             colour_features, counterfactual_class_rows, counterfactual_part_rows, drop_interval,
+                             format_audit, heat_on_cell, label_blind_baseline_rows, load_audit, paired_counts,
+                             per_class_accuracy, probe_images, run_audit, shape_baseline, summary_rows,
+                             uncertainty_rows)
 from bloodcell.cellmask import find_cell
 from bloodcell.config import CLASS_NAMES
 from bloodcell.silhouette import shape_features, silhouette
@@ -103,6 +104,34 @@ def test_audit_writes_every_section(audited):
     assert row["model"] == "cnn" and row["sees"] == "whole image"
 
 
+def test_audit_keeps_what_the_intervals_need(audited):
+    report, _ = audited
+    cf, n = report["counterfactual"], report["test_images"]
+    counts = cf["paired_counts"]
+    assert sum(counts.values()) == n
+    assert (counts["both_right"] + counts["only_original_right"]) / n == pytest.approx(cf["original_accuracy"])
+    assert (counts["both_right"] + counts["only_counterfactual_right"]) / n == \
+        pytest.approx(cf["counterfactual_accuracy"])
+    low, high = drop_interval(cf)
+    assert low <= cf["drop_points"] <= high
+    row = uncertainty_rows({"cnn": report})[0]
+    assert row["test low"] <= row["test accuracy"] <= row["test high"]
+    assert row["cross-source low"] <= row["cross-source accuracy"] <= row["cross-source high"]
+    assert (row["drop low"], row["drop high"]) == (low, high)
+    assert format_audit(report).count("95% interval") == 3
+
+
+def test_paired_counts_and_an_audit_without_them():
+    labels, original, twins = [0, 0, 1, 1, 2], [0, 0, 1, 0, 1], [0, 1, 1, 1, 1]
+    assert paired_counts(labels, original, twins) == {
+        "both_right": 2, "only_original_right": 1, "only_counterfactual_right": 1, "both_wrong": 1}
+    old_audit = {"model": "x", "test_accuracy": 0.99, "test_images": 100,
+                 "counterfactual": {"drop_points": 1.0, "counterfactual_accuracy": 0.98}}
+    assert drop_interval(old_audit["counterfactual"]) is None
+    row = uncertainty_rows({"x": old_audit})[0]
+    assert row["drop low"] is None and row["cross-source low"] is None and row["test low"] < 0.99 < row["test high"]
+
+
 def test_audit_breaks_the_counterfactual_down_by_part_and_class_and_counts_unflagged_answers(audited):
     report, _ = audited
     per_class = report["counterfactual"]["per_class"]
@@ -163,6 +192,12 @@ def test_shipped_audits_match_the_files_and_the_default_model_holds_its_figures(
         assert report is not None and not report["limited"], name
         assert report["model_sha256"] == sha256_file(shipped_models / name / "model.keras"), name
         assert "shape_baseline" in report, name
+        cf, n = report["counterfactual"], report["test_images"]
+        counts = cf["paired_counts"]  # what the drop's interval is computed from
+        assert sum(counts.values()) == n, name
+        assert counts["both_right"] + counts["only_original_right"] == round(cf["original_accuracy"] * n), name
+        assert counts["both_right"] + counts["only_counterfactual_right"] == \
+            round(cf["counterfactual_accuracy"] * n), name
     best = audits[DEFAULT_MODEL]
     assert best["test_accuracy"] >= 0.995
     assert best["counterfactual"]["drop_points"] <= 2.6

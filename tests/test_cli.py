@@ -112,7 +112,7 @@ def test_evaluate_real_images_with_bad_files(capsys, shipped_models, small_real_
     matrix = result["confusion_matrix"]
     assert sum(map(sum, matrix)) == 8 and sum(matrix[0]) == 4 and sum(matrix[4]) == 4
     assert result["accuracy"] >= 0.75
-    assert "accuracy" in stdout and "basophil" in stdout
+    assert "accuracy" in stdout and "basophil" in stdout and "95% interval" in stdout
 
 
 def test_predict_real_images_files_and_folders(capsys, shipped_models, small_real_folder, tmp_path):
