@@ -5,6 +5,7 @@ import streamlit as st
 from bloodcell.cells import DISPLAY_NAMES
 from bloodcell.charts import confusion_figure, history_figure, reliability_figure
 from bloodcell.config import CLASS_NAMES
+from bloodcell.metrics import accuracy_interval
 from pages.common import (in_percent, load_model_files, load_split_sizes, model_names, models_dir, page_setup,
                           percent_column)
 
@@ -90,7 +91,10 @@ with report:
             st.dataframe(rows, hide_index=True, width="stretch",
                          column_config={k: st.column_config.NumberColumn(format="%.4f")
                                         for k in ("precision", "recall", "f1")})
+            low, high = accuracy_interval(metrics["accuracy"], metrics["n"])
             st.metric("Accuracy", f"{metrics['accuracy']:.2%}")
+            st.caption(f"95% interval {low:.2%} to {high:.2%} ({metrics['n']} test images): where the "
+                       "accuracy would probably land on other images from the same two labs.")
 
 with calibration:
     st.markdown("Temperature scaling divides the logits by one number fitted on the validation "

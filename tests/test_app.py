@@ -54,6 +54,13 @@ def test_page_renders_without_dataset(without_data, page):
         assert any("python -m bloodcell download" in info.value for info in app.info)
 
 
+def test_training_page_gives_each_test_accuracy_its_interval(without_data):
+    app = open_page("pages/training.py")
+    assert not app.exception, app.exception
+    intervals = [c.value for c in app.caption if c.value.startswith("95% interval")]
+    assert intervals and all("test images" in text for text in intervals)
+
+
 def test_app_without_models_says_how_to_train(monkeypatch, tmp_path):
     monkeypatch.setenv(MODELS_ENV, str(tmp_path))
     for page in ("pages/predict.py", "pages/training.py"):
@@ -101,6 +108,9 @@ def test_trust_page_shows_the_audit_and_examples(with_data):
     captions = " ".join(c for image in app.get("image") for c in image.captions)
     assert "true " in captions and "says" in captions  # example cells with heatmaps
     assert captions.count("its silhouette") == len(CLASS_NAMES)  # what the shape baseline sees
+    # Every headline figure with its interval, and what the intervals do not cover.
+    assert "How sure are these figures?" in [header.value for header in app.subheader]
+    assert any("95% interval" in c.value and "retraining" in c.value for c in app.caption)
 
 
 def test_bad_file_is_reported_and_good_file_still_classified(with_data, real_data):

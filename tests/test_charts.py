@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from bloodcell.charts import (confusion_figure, counts_figure, history_figure, mean_colour_figure,
-                              probability_figure, reliability_figure)
+from bloodcell.charts import (DROP_AXIS_MAX, confusion_figure, counts_figure, history_figure, interval_figure,
+                              mean_colour_figure, probability_figure, reliability_figure)
 from bloodcell.calibration import calibration_report
 
 HISTORY = [
@@ -43,3 +43,27 @@ def test_probability_figure_can_use_short_names_for_narrow_columns():
     short = probability_figure([0.1, 0.2, 0.3, 0.1, 0.3], short_names=True)
     assert "Segmented neutrophil" in full.data[0].y
     assert "Seg. neutrophil" in short.data[0].y and len(max(short.data[0].y, key=len)) <= 15
+
+
+def test_interval_figure_draws_each_interval_and_keeps_huge_drops_on_the_edge():
+    rows = [
+        {"model": "cell", "test accuracy": 0.9956, "test low": 0.987, "test high": 0.9985, "drop (points)": 2.5,
+         "drop low": 1.3, "drop high": 3.9, "cross-source accuracy": 0.27, "cross-source low": 0.23,
+         "cross-source high": 0.33},
+        {"model": "whole", "test accuracy": 0.9956, "test low": 0.987, "test high": 0.9985, "drop (points)": 77.5,
+         "drop low": 74.0, "drop high": 80.6, "cross-source accuracy": None, "cross-source low": None,
+         "cross-source high": None},
+        {"model": "old audit", "test accuracy": 0.99, "test low": 0.98, "test high": 0.995, "drop (points)": 3.0,
+         "drop low": None, "drop high": None, "cross-source accuracy": 0.5, "cross-source low": 0.44,
+         "cross-source high": 0.56},
+    ]
+    figure = interval_figure(rows)
+    test, beyond, drop, cross, *legend = figure.data
+    assert [trace.name for trace in legend] == ["target", "measured, with its 95% interval"]
+    assert list(test.y) == ["cell", "whole", "old audit"]
+    assert test.x[0] == 99.56 and np.allclose([test.error_x.arrayminus[0], test.error_x.array[0]], [0.86, 0.29])
+    assert list(beyond.y) == ["whole"] and list(beyond.x) == [DROP_AXIS_MAX] and list(beyond.text) == ["78"]
+    assert list(drop.y) == ["cell", "old audit"] and drop.error_x.array[1] == 0 and drop.error_x.arrayminus[1] == 0
+    assert list(cross.y) == ["cell", "old audit"]
+    targets = sorted(shape.x0 for shape in figure.layout.shapes)
+    assert targets == [2.0, 90.0, 99.5]
