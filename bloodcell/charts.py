@@ -142,7 +142,7 @@ def audit_figure(rows: list[dict]) -> go.Figure:
     return figure
 
 
-# (row key prefix, panel title, as percent, target, a higher value is better)
+# (row key prefix in bloodcell.audit.uncertainty_rows, panel title, shown in percent, target)
 INTERVAL_PANELS = (("test", "test accuracy", True, TARGET_TEST_ACCURACY),
                    ("drop", "counterfactual drop (points)", False, TARGET_MAX_DROP_POINTS),
                    ("cross-source", "cross-source accuracy", True, TARGET_CROSS_SOURCE_ACCURACY))
@@ -170,7 +170,8 @@ def interval_figure(rows: list[dict]) -> go.Figure:
                 marker={"symbol": "triangle-right", "color": INTERVAL_COLOUR, "size": 11}, showlegend=False,
                 text=[f"{row[value_key]:.0f}" for row in beyond], textposition="middle left",
                 hovertemplate="%{y}: %{text} points, off the scale<extra></extra>"), row=1, col=column)
-            figure.update_xaxes(range=[-1, DROP_AXIS_MAX + 0.5], row=1, col=column)
+            lowest = min([row["drop low"] for row in shown if row.get("drop low") is not None], default=0.0)
+            figure.update_xaxes(range=[min(-1.0, lowest - 0.5), DROP_AXIS_MAX + 0.5], row=1, col=column)
         values = [row[value_key] * scale for row in shown]
         # Without an interval (an audit from before they were kept) the dot stands alone.
         lows = [v if row.get(f"{key} low") is None else row[f"{key} low"] * scale for row, v in zip(shown, values)]

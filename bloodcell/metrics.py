@@ -111,14 +111,14 @@ def accuracy_interval(accuracy: float, images: int, confidence: float = 0.95) ->
 
 def paired_difference_interval(both: int, only_first: int, only_second: int, neither: int,
                                confidence: float = 0.95) -> tuple[float, float]:
-    """Interval for rate(first) - rate(second) measured on the same items (Newcombe 1998, method 10).
+    """Interval for rate(first) - rate(second) measured on the same items.
 
     For example the accuracy on original images minus that on their
     counterfactual twins: `only_first` items are right only in the first,
     `only_second` only in the second. Pairing makes it much narrower than
     two separate intervals would suggest, because most items agree.
-    The square-and-add interval of Newcombe's paper, with its continuity-
-    corrected correlation.
+    Newcombe's square-and-add interval for paired data (Stat Med 1998; 17:
+    2635-2650, method 10), with its continuity-corrected correlation.
     """
     counts = [_check_count(name, value) for name, value in
               (("both", both), ("only_first", only_first), ("only_second", only_second), ("neither", neither))]
