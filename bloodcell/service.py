@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from bloodcell.abstention import DEFAULT_MIN_CONFIDENCE, NOT_A_CELL, NOT_CONFIDENT, verdict
+from bloodcell.abstention import DEFAULT_MIN_CONFIDENCE, NOT_A_CELL, NOT_CONFIDENT, OK, verdict
 from bloodcell.cellmask import find_cell
 from bloodcell.cellview import view_box
 from bloodcell.config import CLASS_NAMES
@@ -168,3 +168,18 @@ def differential_count(analyses: list[Analysis], threshold: float = DEFAULT_UNSU
         else:
             counts[a.predicted_class] += 1
     return dict(counts)
+
+
+def model_answers(analyses: list[Analysis], threshold: float = DEFAULT_UNSURE_THRESHOLD) -> dict[str, list[str]]:
+    """For one image under several models: each answer (a class, or the flag) and the models that give it.
+
+    Disagreement is worth showing. On the test split all six shipped models
+    give the same answer for 95.7% of the images; on the other lab's
+    neutrophils (cross-source-dev) for 2 of 300. Unreadable results are left out.
+    """
+    answers: dict[str, list[str]] = {}
+    for analysis in analyses:
+        if analysis.ok:
+            answer = analysis.verdict(threshold)
+            answers.setdefault(analysis.predicted_class if answer == OK else answer, []).append(analysis.model)
+    return answers

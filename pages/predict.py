@@ -13,7 +13,8 @@ from bloodcell.config import CLASS_NAMES
 from bloodcell.errors import ImageReadError
 from bloodcell.explain import GRADCAM, METHODS, overlay
 from bloodcell.imaging import read_image
-from bloodcell.service import DEFAULT_UNSURE_THRESHOLD, differential_count, results_rows, rows_to_csv
+from bloodcell.service import (DEFAULT_UNSURE_THRESHOLD, differential_count, model_answers, results_rows,
+                               rows_to_csv)
 from pages.common import (data_dir, load_dataset_overview, load_service, model_names, models_dir,
                           page_setup, selected_model, service_or_error)
 
@@ -22,6 +23,7 @@ PREDICTED = "the predicted class"
 DISPLAY_SIDE = 384
 # Models per row when comparing: with six side by side the verdicts broke mid-word on a laptop screen.
 COMPARE_PER_ROW = 3
+FLAG_WORDS = {NOT_CONFIDENT: "not confident", NOT_A_CELL: "not a single blood cell"}
 METHOD_HELP = ("Grad-CAM comes with the prediction at no extra cost. Grad-CAM++, Score-CAM and "
                "SmoothGrad (pixel-level gradients averaged over noisy copies) need TensorFlow: the "
                "first one asked for takes a few seconds to load, and each takes longer per image.")
@@ -133,8 +135,29 @@ def show_result(image, result, options: dict, key: str) -> None:
                         width="stretch", key=key)
 
 
+def answer_words(answer: str) -> str:
+    """A class in bold, or what the flag means."""
+    return FLAG_WORDS.get(answer) or f"**{DISPLAY_NAMES[answer]}**"
+
+
+def show_agreement(results, threshold: float) -> None:
+    """Whether the models agree: they seldom disagree on cells like the training labs'."""
+    answers = model_answers(results, threshold)
+    if len(answers) == 1:
+        answer, models = next(iter(answers.items()))
+        st.caption(f"All {len(models)} models agree: {answer_words(answer)}.")
+    elif answers:
+        st.warning("**The models disagree.** " + "; ".join(f"{', '.join(models)}: {answer_words(answer)}"
+                                                           for answer, models in answers.items())
+                   + ". The six shipped models give the same answer for 96% of the test images from the two "
+                   "training labs, and for 2 of 300 neutrophils from another lab: disagreement suggests a cell "
+                   "unlike the training images, so trust no single verdict here and compare where each model "
+                   "looked.", icon=":material/call_split:")
+
+
 def show_comparison(image, results, options: dict, key: str) -> None:
     """The input, then the models in rows of COMPARE_PER_ROW: heatmap, verdict and probabilities."""
+    show_agreement(results, options["threshold"])
     for start in range(0, len(results), COMPARE_PER_ROW):
         columns = st.columns([1] + [1.2] * COMPARE_PER_ROW)
         if start == 0:

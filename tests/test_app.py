@@ -136,6 +136,10 @@ def test_compare_models_and_other_methods(with_data, real_data):
     app.toggle[-1].set_value(True).run()  # compare with the other models
     assert not app.exception, app.exception
     assert len(verdicts(app)) == len(MODEL_NAMES)
+    # Whether the models agree is said once, above them.
+    agreement = [c.value for c in app.caption if "models agree" in c.value] + \
+        [w.value for w in app.warning if "models disagree" in w.value]
+    assert len(agreement) == 1
     method = next(s for s in app.selectbox if s.label == "Explanation")
     method.set_value("Grad-CAM++").run()
     assert not app.exception, app.exception

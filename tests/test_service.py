@@ -11,7 +11,9 @@ import pytest
 
 from bloodcell.config import CLASS_NAMES
 from bloodcell.explain import GRADCAM
-from bloodcell.service import Analysis, ModelService, differential_count, results_rows, rows_to_csv
+from bloodcell.abstention import NOT_A_CELL, NOT_CONFIDENT
+from bloodcell.service import (Analysis, ModelService, differential_count, model_answers, results_rows,
+                               rows_to_csv)
 from conftest import draw_cell, encode
 
 
@@ -52,8 +54,8 @@ def test_concurrent_calls_are_serialised(service):
     assert all(np.allclose(p, expected, atol=1e-6) for p in outcomes)
 
 
-def make(name, probabilities=None, error=None):
-    return Analysis(name, "cnn", None if probabilities is None else np.asarray(probabilities, np.float32),
+def make(name, probabilities=None, error=None, model="cnn"):
+    return Analysis(name, model, None if probabilities is None else np.asarray(probabilities, np.float32),
                     0, None, GRADCAM, error)
 
 
@@ -99,3 +101,14 @@ def test_cell_view_models_return_what_they_saw_and_say_which_view(service, shipp
     assert "fills the frame" in filled.view_description
     assert filled.view_box[2] - filled.view_box[0] < 0.5
     assert kept.view_box[2] - kept.view_box[0] >= 0.6
+
+
+def test_model_answers_group_the_models_by_what_they_say():
+    same = [make("x.jpg", [0.9, 0.1, 0, 0, 0], model=m) for m in ("a", "b")]
+    assert model_answers(same) == {"basophil": ["a", "b"]}
+    far = make("x.jpg", [0.99, 0.01, 0, 0, 0], model="d")
+    far.ood_score, far.ood_threshold = 30.0, 10.0
+    mixed = [*same, make("x.jpg", [0, 0.2, 0.8, 0, 0], model="c"), make("x.jpg", [0.3, 0.3, 0.4, 0, 0], model="e"),
+             far, make("x.jpg", error="unreadable", model="f")]
+    assert model_answers(mixed, threshold=0.7) == {"basophil": ["a", "b"], "monocyte": ["c"],
+                                                   NOT_CONFIDENT: ["e"], NOT_A_CELL: ["d"]}
