@@ -9,9 +9,9 @@ import threading
 import numpy as np
 import pytest
 
+from bloodcell.abstention import NOT_A_CELL, NOT_CONFIDENT
 from bloodcell.config import CLASS_NAMES
 from bloodcell.explain import GRADCAM
-from bloodcell.abstention import NOT_A_CELL, NOT_CONFIDENT
 from bloodcell.service import (Analysis, ModelService, differential_count, model_answers, results_rows,
                                rows_to_csv)
 from conftest import draw_cell, encode
