@@ -13,7 +13,8 @@ from bloodcell.config import CLASS_NAMES
 from bloodcell.errors import ImageReadError
 from bloodcell.explain import GRADCAM, METHODS, overlay
 from bloodcell.imaging import read_image
-from bloodcell.service import (DEFAULT_UNSURE_THRESHOLD, differential_count, model_answers, results_rows,
+from bloodcell.service import (DEFAULT_UNSURE_THRESHOLD, SHIPPED_MODELS_AGREE_ON_OTHER_LAB,
+                               SHIPPED_MODELS_AGREE_ON_TEST, differential_count, model_answers, results_rows,
                                rows_to_csv)
 from pages.common import (data_dir, load_dataset_overview, load_service, model_names, models_dir,
                           page_setup, selected_model, service_or_error)
@@ -147,12 +148,13 @@ def show_agreement(results, threshold: float) -> None:
         answer, models = next(iter(answers.items()))
         st.caption(f"All {len(models)} models agree: {answer_words(answer)}.")
     elif answers:
-        st.warning("**The models disagree.** " + "; ".join(f"{', '.join(models)}: {answer_words(answer)}"
-                                                           for answer, models in answers.items())
-                   + ". The six shipped models give the same answer for 96% of the test images from the two "
-                   "training labs, and for 2 of 300 neutrophils from another lab: disagreement suggests a cell "
-                   "unlike the training images, so trust no single verdict here and compare where each model "
-                   "looked.", icon=":material/call_split:")
+        agreeing, images = SHIPPED_MODELS_AGREE_ON_OTHER_LAB
+        split = "; ".join(f"{', '.join(models)}: {answer_words(answer)}" for answer, models in answers.items())
+        st.warning(f"**The models disagree.** {split}. The six shipped models give the same answer for "
+                   f"{SHIPPED_MODELS_AGREE_ON_TEST:.0%} of the test images from the two training labs, and for "
+                   f"{agreeing} of {images} neutrophils from another lab: disagreement suggests a cell unlike "
+                   "the training images, so trust no single verdict here and compare where each model looked.",
+                   icon=":material/call_split:")
 
 
 def show_comparison(image, results, options: dict, key: str) -> None:

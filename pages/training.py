@@ -91,10 +91,11 @@ with report:
             st.dataframe(rows, hide_index=True, width="stretch",
                          column_config={k: st.column_config.NumberColumn(format="%.4f")
                                         for k in ("precision", "recall", "f1")})
-            low, high = accuracy_interval(metrics["accuracy"], metrics["n"])
             st.metric("Accuracy", f"{metrics['accuracy']:.2%}")
-            st.caption(f"95% interval {low:.2%} to {high:.2%} ({metrics['n']} test images): where the "
-                       "accuracy would probably land on other images from the same two labs.")
+            if metrics.get("n"):
+                low, high = accuracy_interval(metrics["accuracy"], metrics["n"])
+                st.caption(f"95% interval {low:.2%} to {high:.2%} ({metrics['n']} test images): where the "
+                           "accuracy would probably land on other images from the same two labs.")
 
 with calibration:
     st.markdown("Temperature scaling divides the logits by one number fitted on the validation "
