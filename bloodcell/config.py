@@ -41,7 +41,8 @@ def other_lab(label: str) -> str:
 
 # The architectures bloodcell/models.py builds (named here so the CLI can list
 # them without importing Keras).
-MODEL_NAMES: tuple[str, ...] = ("cnn", "mobilenetv2", "cellfocus", "cellgrey", "cellfill", "celltexture")
+MODEL_NAMES: tuple[str, ...] = ("cnn", "mobilenetv2", "cellfocus", "cellgrey", "cellfill", "celltexture",
+                                 "celltwin")
 # The model the app and the CLI use unless told otherwise: the one that
 # looks at the cell (see its model card and the Trust page for why).
 DEFAULT_MODEL = "cellfocus"

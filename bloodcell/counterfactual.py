@@ -10,17 +10,26 @@ typical fine detail), and everything outside the cell mask replaced by a
 field from one of the other lab's training images (whose own white cell is
 painted over with its background colour). A model that looks at the cell
 keeps its answer.
+
+The audit builds these twins to test a model; the twins recipe
+(bloodcell.pipeline.make_dataset's `twin_share`) trains on them, with the
+same looks (lab_looks), so that nothing in the two labs' looks is worth
+learning.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from scipy import ndimage
 
 from bloodcell.cellmask import CellMask, find_cell
+from bloodcell.config import SOURCE_LAB, other_lab
+from bloodcell.data import SplitManifest
+from bloodcell.imaging import read_image
 from bloodcell.stain import StainStats, average_stats, stain_stats, transfer_stain
 
 
@@ -33,6 +42,13 @@ class LabLook:
     cell_size: float = 0.5  # median of the cell's longer side over the image's shorter side
     detail: float | None = None  # median cell_detail of its cells; None: not measured
 
+
+# Training images per lab used to measure its look (stain, empty fields, cell
+# size and detail), drawn with this seed.
+LOOK_IMAGES = 40
+LOOK_SEED = 7
+# The parts of a lab's look the counterfactual swaps, each also swapped on its own.
+COUNTERFACTUAL_PARTS = ("stain", "field", "magnification", "sharpness")
 
 # cell_detail ignores a rim this many pixels wide inside the mask: the cell's
 # outline against the background is an edge, not detail.
@@ -149,3 +165,43 @@ def as_other_lab(image: Image.Image, look: LabLook, field_index: int = 0,
     alpha = alpha[..., None]
     combined = alpha * restained + (1 - alpha) * field
     return Image.fromarray(np.clip(combined + 0.5, 0, 255).astype(np.uint8))
+
+
+def lab_looks(manifest: SplitManifest, data_dir: Path, seed: int = LOOK_SEED) -> dict[str, LabLook]:
+    """Each lab's look, measured on a fixed sample of its training images.
+
+    The sample depends on the split and `seed` only, so the audit and the
+    twins recipe (bloodcell.pipeline) swap in the same looks.
+    """
+    rng = np.random.default_rng(seed)
+    looks = {}
+    train = manifest.paths("train")
+    for lab in sorted(set(SOURCE_LAB.values())):
+        paths = [p for p, label in train if SOURCE_LAB[label] == lab]
+        chosen = rng.choice(len(paths), min(LOOK_IMAGES, len(paths)), replace=False)
+        looks[lab] = lab_look([read_image(data_dir / paths[i]) for i in chosen])
+    return looks
+
+
+def counterfactual_of(image: Image.Image, label: str, looks: dict[str, LabLook], field_index: int,
+                      mask: CellMask | None = None, part: str | None = None) -> Image.Image:
+    """The counterfactual twin of an image of class `label`: its cell as the other lab shows it.
+
+    With `part` (one of COUNTERFACTUAL_PARTS) only that part of the other
+    lab's look is taken; the rest stays the image's own lab's, so each cue's
+    share of the drop can be told apart.
+    """
+    other, own = looks[other_lab(label)], looks[SOURCE_LAB[label]]
+    detail_ratio = other.detail / own.detail if other.detail and own.detail else None
+    zoom = other.cell_size / own.cell_size
+    if part is None:
+        return as_other_lab(image, other, field_index, mask, zoom=zoom, detail_ratio=detail_ratio)
+    if part == "stain":
+        return as_other_lab(image, replace(own, cell_stain=other.cell_stain), field_index, mask)
+    if part == "field":
+        return as_other_lab(image, replace(own, backgrounds=other.backgrounds), field_index, mask)
+    if part == "magnification":
+        return as_other_lab(image, own, field_index, mask, zoom=zoom)
+    if part == "sharpness":
+        return as_other_lab(image, own, field_index, mask, detail_ratio=detail_ratio)
+    raise ValueError(f"unknown counterfactual part {part!r} (expected one of {COUNTERFACTUAL_PARTS})")

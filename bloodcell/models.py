@@ -96,6 +96,16 @@ MODEL_SPECS: dict[str, ModelSpec] = {
         backbone="mobilenetv2",
         view=CELL_VIEW,
     ),
+    "celltwin": ModelSpec(
+        name="celltwin",
+        input_size=224,
+        last_conv_layer="out_relu",
+        description="celltexture's recipe and cell view, plus counterfactual twins while training: half the "
+        "views show the same cell as the other lab would (its stain, background, magnification and "
+        "sharpness) under the same label, so that no part of the two labs' looks is worth learning.",
+        backbone="mobilenetv2",
+        view=CELL_VIEW,
+    ),
 }
 assert tuple(MODEL_SPECS) == MODEL_NAMES
 

@@ -16,6 +16,7 @@ import tensorflow as tf
 from bloodcell.cellmask import find_cell
 from bloodcell.cellview import BACKGROUND_GREY, DETAIL_CEILING, VIEW_MIN_BOX_FRACTION, view_zoom
 from bloodcell.config import CLASS_NAMES, LAB_CELL_SIZE, SOURCE_LAB, other_lab
+from bloodcell.counterfactual import LabLook, counterfactual_of
 from bloodcell.imaging import CELL_VIEWS, FULL_VIEW, GREY_CELL_VIEW, load_model_input, read_image, to_model_input
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -238,6 +239,34 @@ def _decode(size: int, view: str, with_zoom: bool = False):
     return mapper_with_zoom if with_zoom else mapper
 
 
+def _decode_with_twin(size: int, view: str, looks: dict[str, LabLook]):
+    """Decode each image into a pair: its own view and its counterfactual twin's.
+
+    The twin is built on the full image (the audit's counterfactual_of), then
+    goes through the same view as an upload would, cell mask found afresh.
+    """
+    def load_pair(path: bytes, label: np.int32, index: np.int32) -> tuple[np.ndarray, np.ndarray]:
+        image = read_image(path.decode())
+        mask = find_cell(image)
+        twin = counterfactual_of(image, CLASS_NAMES[int(label)], looks, int(index), mask)
+        return to_model_input(image, size, view, mask), to_model_input(twin, size, view)
+
+    def mapper(path, label, index):
+        image, twin = tf.numpy_function(load_pair, [path, label, index], (tf.float32, tf.float32),
+                                        stateful=False)
+        image.set_shape((size, size, 3))
+        twin.set_shape((size, size, 3))
+        return (image, twin), label
+
+    return mapper
+
+
+def choose_twins(images: tf.Tensor, twins: tf.Tensor, share: float) -> tf.Tensor:
+    """Each view replaced by its twin with probability `share`, drawn afresh every batch."""
+    use_twin = tf.random.uniform(tf.shape(images)[:1]) < share
+    return tf.where(use_twin[:, None, None, None], twins, images)
+
+
 def make_dataset(
     paths: list[Path],
     labels: list[int],
@@ -250,24 +279,46 @@ def make_dataset(
     colour_augment: bool = False,
     magnification_transfer: float = 0.0,
     random_texture: float = 0.0,
+    twin_share: float = 0.0,
+    looks: dict[str, LabLook] | None = None,
 ) -> tf.data.Dataset:
     """Batched (images, labels) with images as float32 0..255, cached in memory.
 
     `magnification_transfer` is the share of views shown at a magnification
     between their lab's and the other lab's (cell view only; see
     random_magnification); `random_texture` the share given a random
-    convolution after the colour augmentation (see random_convolution).
+    convolution after the colour augmentation (see random_convolution);
+    `twin_share` the share replaced by their counterfactual twin under
+    `looks` (bloodcell.counterfactual.lab_looks; cell views only), before
+    any other augmentation. Both members of each pair are cached, so a twin
+    is built once per image and each image keeps one twin (its field is
+    chosen by its place in `paths`).
     """
     if magnification_transfer and view not in CELL_VIEWS:
         raise ValueError("magnification transfer works on the cell view only")
-    dataset = tf.data.Dataset.from_tensor_slices(
-        ([str(p) for p in paths], np.asarray(labels, dtype=np.int32))
-    )
-    decode = _decode(size, view, with_zoom=bool(magnification_transfer))
+    if twin_share:
+        if view not in CELL_VIEWS:
+            raise ValueError("counterfactual twins work on the cell views only")
+        if looks is None:
+            raise ValueError("counterfactual twins need the two labs' looks (bloodcell.counterfactual.lab_looks)")
+        if magnification_transfer:
+            # The twin already takes the other lab's magnification.
+            raise ValueError("use counterfactual twins or the magnification transfer, not both")
+    label_array = np.asarray(labels, dtype=np.int32)
+    if twin_share:
+        dataset = tf.data.Dataset.from_tensor_slices(
+            ([str(p) for p in paths], label_array, np.arange(len(paths), dtype=np.int32)))
+        decode = _decode_with_twin(size, view, looks)
+    else:
+        dataset = tf.data.Dataset.from_tensor_slices(([str(p) for p in paths], label_array))
+        decode = _decode(size, view, with_zoom=bool(magnification_transfer))
     dataset = dataset.map(decode, num_parallel_calls=AUTOTUNE, deterministic=True).cache()
     if shuffle:
         dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size)
+    if twin_share:
+        dataset = dataset.map(lambda pair, y: (choose_twins(pair[0], pair[1], twin_share), y),
+                              num_parallel_calls=AUTOTUNE)
     if magnification_transfer:
         dataset = dataset.map(
             lambda inputs, y: (random_magnification(inputs[0], inputs[1], magnification_transfer), y),

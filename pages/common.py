@@ -24,7 +24,7 @@ MODEL_KEY = "model"
 MODEL_WIDGET_KEY = "model_widget"
 # How models are listed, and which is chosen when the default is missing: the
 # default, its cell-view variants, then the whole-image models.
-MODEL_ORDER = tuple(dict.fromkeys((DEFAULT_MODEL, "cellfocus", "celltexture", "cellgrey", "cellfill",
+MODEL_ORDER = tuple(dict.fromkeys((DEFAULT_MODEL, "cellfocus", "celltwin", "celltexture", "cellgrey", "cellfill",
                                    "mobilenetv2", "cnn")))
 
 LOADS: Counter = Counter()
@@ -94,7 +94,7 @@ def load_split_sizes(folder: str) -> dict | None:
 @st.cache_resource(show_spinner="Measuring each lab's look…")
 def load_lab_looks(data_folder: str, models_folder: str):
     """The audit's per-lab stain and empty fields, to rebuild counterfactual examples."""
-    from bloodcell.audit import lab_looks
+    from bloodcell.counterfactual import lab_looks
     from bloodcell.data import load_manifest, manifest_path
 
     LOADS["lab_looks"] += 1
@@ -114,6 +114,16 @@ def model_names() -> list[str]:
 
 def selected_model() -> str | None:
     return st.session_state.get(MODEL_KEY)
+
+
+def training_words(card: dict) -> str:
+    """What tells apart the models that see the same cell view: how they were trained."""
+    recipe = card.get("hyperparameters", {})
+    if recipe.get("twin_share"):
+        return ", trained on random textures and counterfactual twins too"
+    if recipe.get("random_texture"):
+        return ", trained on random textures too"
+    return ""
 
 
 def _keep_model_choice() -> None:
@@ -169,11 +179,8 @@ def render_sidebar() -> None:
                               "the Trust page shows how far each one reads the cell rather than the lab.")
             card = load_model_files(st.session_state[MODEL_KEY], str(models_dir()))["card"] or {}
             default = " (the default)" if st.session_state[MODEL_KEY] == DEFAULT_MODEL else ""
-            # Two models see the same cell view; what tells them apart is how they were trained.
-            textures = ", trained on random textures too" if card.get("hyperparameters", {}).get("random_texture") \
-                else ""
             view = VIEW_DESCRIPTIONS.get(card.get("view", FULL_VIEW), "an unknown view")
-            st.caption(f"Sees {view}{textures}{default}.")
+            st.caption(f"Sees {view}{training_words(card)}{default}.")
         else:
             st.error(f"No trained model in `{models_dir()}`. Train one with "
                      "`python -m bloodcell train --model cnn`.")

@@ -9,7 +9,7 @@ from PIL import Image
 from bloodcell.abstention import NOT_A_CELL, NOT_CONFIDENT
 from bloodcell.cells import DISPLAY_NAMES
 from bloodcell.charts import counts_figure, probability_figure
-from bloodcell.config import CLASS_NAMES
+from bloodcell.config import CLASS_NAMES, MODEL_NAMES
 from bloodcell.errors import ImageReadError
 from bloodcell.explain import GRADCAM, METHODS, overlay
 from bloodcell.imaging import read_image
@@ -22,7 +22,7 @@ from pages.common import (data_dir, load_dataset_overview, load_service, model_n
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "bmp", "tif", "tiff"]
 PREDICTED = "the predicted class"
 DISPLAY_SIDE = 384
-# Models per row when comparing: with six side by side the verdicts broke mid-word on a laptop screen.
+# Models per row when comparing: with six or more side by side the verdicts broke mid-word on a laptop screen.
 COMPARE_PER_ROW = 3
 FLAG_WORDS = {NOT_CONFIDENT: "not confident", NOT_A_CELL: "not a single blood cell"}
 METHOD_HELP = ("Grad-CAM comes with the prediction at no extra cost. Grad-CAM++, Score-CAM and "
@@ -150,7 +150,7 @@ def show_agreement(results, threshold: float) -> None:
     elif answers:
         agreeing, images = SHIPPED_MODELS_AGREE_ON_OTHER_LAB
         split = "; ".join(f"{', '.join(models)}: {answer_words(answer)}" for answer, models in answers.items())
-        st.warning(f"**The models disagree.** {split}. The six shipped models give the same answer for "
+        st.warning(f"**The models disagree.** {split}. The {len(MODEL_NAMES)} shipped models give the same answer for "
                    f"{SHIPPED_MODELS_AGREE_ON_TEST:.0%} of the test images from the two training labs, and for "
                    f"{agreeing} of {images} neutrophils from another lab: disagreement suggests a cell unlike "
                    "the training images, so trust no single verdict here and compare where each model looked.",

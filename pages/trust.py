@@ -3,11 +3,12 @@
 import streamlit as st
 from PIL import Image
 
-from bloodcell.audit import (counterfactual_class_rows, counterfactual_of, counterfactual_part_rows,
-                             label_blind_baseline_rows, proxy_and_real, summary_rows, uncertainty_rows)
+from bloodcell.audit import (counterfactual_class_rows, counterfactual_part_rows, label_blind_baseline_rows,
+                             proxy_and_real, summary_rows, uncertainty_rows)
 from bloodcell.cells import DISPLAY_NAMES
 from bloodcell.charts import audit_figure, interval_figure
 from bloodcell.config import DEFAULT_MODEL, SOURCE_LAB, resolve_cross_source_dir
+from bloodcell.counterfactual import counterfactual_of
 from bloodcell.errors import ImageReadError
 from bloodcell.explain import overlay
 from bloodcell.imaging import read_image
@@ -52,11 +53,14 @@ def explain_shortcuts() -> None:
             "- **Counterfactual**: every test image rebuilt with the other lab's look — cell "
             "re-stained to that lab's average colours, shown at that lab's magnification and "
             "sharpness, background swapped for one of its empty fields. A model that looks at the "
-            "cell keeps its answer.\n"
+            "cell keeps its answer. A model *trained on twins* (celltwin) saw such rebuilt cells "
+            "while learning, so for it this check is a test it studied for: its cross-source "
+            "figure is the one that counts.\n"
             "- **Cross-source**: segmented neutrophils photographed in the Barcelona lab, the lab "
             "of the *other* classes. Evaluation only: nothing is trained or tuned on them, and no "
-            "default is chosen by them. One caveat: celltexture's recipe was pursued because its first "
-            "runs did well on these cells, so its figure here is somewhat optimistic.\n"
+            "default is chosen by them. One caveat: the recipes of celltexture and celltwin were "
+            "pursued because their first runs did well on these cells, so their figures here are "
+            "somewhat optimistic.\n"
             "- **Abstention**: real test cells should almost never be flagged; a blank slide, "
             "noise, a cat, a coffee cup or a field of four cells always should.")
 
@@ -66,7 +70,9 @@ def show_summary(audits: dict) -> None:
     st.plotly_chart(audit_figure(rows), width="stretch")
     st.dataframe(in_percent(rows, ACCURACY_COLUMNS + SHARE_COLUMNS), hide_index=True, width="stretch",
                  column_config={**{key: percent_column(2) for key in ACCURACY_COLUMNS},
-                                **{key: percent_column(1) for key in SHARE_COLUMNS}})
+                                **{key: percent_column(1) for key in SHARE_COLUMNS},
+                                "trained on twins": st.column_config.CheckboxColumn(
+                                    help="Trained on counterfactual twins: its drop is no independent evidence")})
     st.markdown("**Label-blind baselines** (same train and test split)")
     baseline_columns = ("test accuracy", "cross-source accuracy")
     # Rows three lines high, so that the shape baseline's description is read whole.

@@ -190,7 +190,7 @@ def test_models_are_listed_default_first_then_its_variants_then_whole_image(with
 
     app = open_page("pages/home.py")
     options = list(app.sidebar.selectbox[0].options)
-    assert options == [DEFAULT_MODEL, "celltexture", "cellgrey", "cellfill", "mobilenetv2", "cnn"]
+    assert options == [DEFAULT_MODEL, "celltwin", "celltexture", "cellgrey", "cellfill", "mobilenetv2", "cnn"]
     assert set(options) == set(MODEL_NAMES)
     app.sidebar.selectbox[0].set_value("cellfill").run()
     captions = " ".join(c.value for c in app.sidebar.caption)
@@ -199,6 +199,10 @@ def test_models_are_listed_default_first_then_its_variants_then_whole_image(with
     app.sidebar.selectbox[0].set_value("celltexture").run()
     captions = " ".join(c.value for c in app.sidebar.caption)
     assert not app.exception and "trained on random textures too" in captions and "(the default)" not in captions
+    assert "counterfactual twins" not in captions
+    app.sidebar.selectbox[0].set_value("celltwin").run()
+    captions = " ".join(c.value for c in app.sidebar.caption)
+    assert not app.exception and "trained on random textures and counterfactual twins too" in captions
     assert "random textures" not in " ".join(c.value for c in open_page("pages/home.py").sidebar.caption)
 
 

@@ -102,6 +102,19 @@ def test_audit_writes_every_section(audited):
     assert "counterfactual" in text and "cross-source" in text and "shape-only" in text
     row = summary_rows({"cnn": report})[0]
     assert row["model"] == "cnn" and row["sees"] == "whole image"
+    assert report["trained_on_twins"] is False and row["trained on twins"] is False
+    assert "not independent evidence" not in text
+
+
+def test_a_model_trained_on_twins_is_marked_so_in_the_audit(audited):
+    from bloodcell.audit import trained_on_twins
+
+    report, _ = audited
+    assert trained_on_twins({"hyperparameters": {"twin_share": 0.5}})
+    assert not trained_on_twins({"hyperparameters": {"twin_share": 0.0}}) and not trained_on_twins({})
+    twin_report = {**report, "trained_on_twins": True}
+    assert "not independent evidence" in format_audit(twin_report)
+    assert summary_rows({"celltwin": twin_report})[0]["trained on twins"] is True
 
 
 def test_audit_keeps_what_the_intervals_need(audited):
@@ -243,36 +256,3 @@ def test_default_model_flags_every_kind_of_non_cell(shipped_models, real_data):
     cells = [Image.open(sorted((real_data / c).iterdir())[0]).convert("RGB") for c in CLASS_NAMES[:4]]
     for name, image in probe_images(cells).items():
         assert classifier.assess(name, image).verdict() == NOT_A_CELL, name
-
-
-def test_counterfactual_parts_swap_one_part_of_the_look_each():
-    from bloodcell.audit import counterfactual_of
-    from bloodcell.cellmask import find_cell
-    from bloodcell.counterfactual import lab_look
-    from bloodcell.stain import stain_stats
-    from drawn_fields import LOOKS
-
-    looks = {"PBC Barcelona": lab_look([draw_field("peach", seed=s)[0] for s in range(4)]),
-             "Munich AML": lab_look([draw_field("blue-white", seed=s)[0] for s in range(4, 8)])}
-    looks["Munich AML"].cell_size = looks["PBC Barcelona"].cell_size * 1.4
-    image, _ = draw_field("peach", seed=9)
-    mask = find_cell(image)
-
-    def corner(twin):
-        return np.asarray(twin, np.float32)[:20, :20].reshape(-1, 3).mean(axis=0)
-
-    def stain(twin):
-        return np.asarray(stain_stats(np.asarray(twin, np.float32), mask.cell).mean)
-
-    munich, barcelona = looks["Munich AML"].cell_stain.mean, looks["PBC Barcelona"].cell_stain.mean
-    stained = counterfactual_of(image, "basophil", looks, 0, mask, part="stain")
-    assert np.abs(stain(stained) - munich).max() < 3
-    assert np.abs(corner(stained) - LOOKS["peach"]["background"]).max() < 8
-    fielded = counterfactual_of(image, "basophil", looks, 0, mask, part="field")
-    assert np.abs(stain(fielded) - barcelona).max() < 3
-    assert np.abs(corner(fielded) - LOOKS["blue-white"]["background"]).max() < 8
-    zoomed = counterfactual_of(image, "basophil", looks, 0, mask, part="magnification")
-    # Munich cells are drawn larger in the frame here, so a Barcelona cell grows.
-    assert find_cell(zoomed).cell.sum() > 1.5 * mask.cell.sum()
-    with pytest.raises(ValueError, match="unknown counterfactual part"):
-        counterfactual_of(image, "basophil", looks, 0, mask, part="scanner")

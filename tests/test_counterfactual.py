@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from PIL import Image
 from scipy import ndimage
 
 from bloodcell.cellmask import find_cell
-from bloodcell.counterfactual import as_other_lab, cell_detail, empty_field, lab_look, match_detail
+from bloodcell.config import CLASS_NAMES, SOURCE_LAB
+from bloodcell.counterfactual import (as_other_lab, cell_detail, counterfactual_of, empty_field, lab_look, lab_looks,
+                                     match_detail)
+from bloodcell.data import build_manifest, scan_dataset
 from bloodcell.stain import stain_stats
 from drawn_fields import LOOKS, draw_field
 
@@ -89,3 +93,47 @@ def test_twin_takes_the_other_labs_detail():
     assert abs(cell_detail(np.asarray(twin), truth) / own - ratio) < 0.25 * ratio
     unchanged = as_other_lab(image, soft_lab)
     assert cell_detail(np.asarray(unchanged), truth) > own / 2
+
+
+def test_counterfactual_parts_swap_one_part_of_the_look_each():
+    looks = {"PBC Barcelona": lab_look([draw_field("peach", seed=s)[0] for s in range(4)]),
+             "Munich AML": lab_look([draw_field("blue-white", seed=s)[0] for s in range(4, 8)])}
+    looks["Munich AML"].cell_size = looks["PBC Barcelona"].cell_size * 1.4
+    image, _ = draw_field("peach", seed=9)
+    mask = find_cell(image)
+
+    def corner(twin):
+        return np.asarray(twin, np.float32)[:20, :20].reshape(-1, 3).mean(axis=0)
+
+    def stain(twin):
+        return np.asarray(stain_stats(np.asarray(twin, np.float32), mask.cell).mean)
+
+    munich, barcelona = looks["Munich AML"].cell_stain.mean, looks["PBC Barcelona"].cell_stain.mean
+    stained = counterfactual_of(image, "basophil", looks, 0, mask, part="stain")
+    assert np.abs(stain(stained) - munich).max() < 3
+    assert np.abs(corner(stained) - LOOKS["peach"]["background"]).max() < 8
+    fielded = counterfactual_of(image, "basophil", looks, 0, mask, part="field")
+    assert np.abs(stain(fielded) - barcelona).max() < 3
+    assert np.abs(corner(fielded) - LOOKS["blue-white"]["background"]).max() < 8
+    zoomed = counterfactual_of(image, "basophil", looks, 0, mask, part="magnification")
+    # Munich cells are drawn larger in the frame here, so a Barcelona cell grows.
+    assert find_cell(zoomed).cell.sum() > 1.5 * mask.cell.sum()
+    with pytest.raises(ValueError, match="unknown counterfactual part"):
+        counterfactual_of(image, "basophil", looks, 0, mask, part="scanner")
+
+
+def test_lab_looks_measure_each_lab_on_its_own_training_images(drawn_dataset):
+    manifest = build_manifest(scan_dataset(drawn_dataset))
+    looks = lab_looks(manifest, drawn_dataset)
+    assert set(looks) == set(SOURCE_LAB.values())
+    # The same split and seed give the same looks: the audit and the twins recipe share them.
+    again = lab_looks(manifest, drawn_dataset)
+    for lab, look in looks.items():
+        np.testing.assert_array_equal(look.cell_stain.mean, again[lab].cell_stain.mean)
+    # Each lab's empty fields come from its own classes' drawn backgrounds.
+    from conftest import DRAWN_COLOURS
+
+    for lab, look in looks.items():
+        own = [np.asarray(DRAWN_COLOURS[c][0], np.float32) for c in CLASS_NAMES if SOURCE_LAB[c] == lab]
+        corner = np.asarray(look.backgrounds[0], np.float32)[:4, :4].reshape(-1, 3).mean(axis=0)
+        assert min(np.abs(corner - colour).max() for colour in own) < 12

@@ -49,7 +49,7 @@ def test_app_upload_path(tiny_models_dir):
     _check_upload_path(ModelService.load("cnn", tiny_models_dir))
 
 
-@pytest.mark.parametrize("name", ["cellfocus", "cellgrey", "cellfill", "celltexture"])
+@pytest.mark.parametrize("name", ["cellfocus", "cellgrey", "cellfill", "celltexture", "celltwin"])
 def test_app_upload_path_through_the_cell_views(name, shipped_models):
     """Odd sizes and modes also go through cell finding, stain transfer and the detail cap."""
     _check_upload_path(ModelService.load(name, shipped_models))

@@ -217,3 +217,53 @@ def test_cell_view_dataset_trains_on_the_views_the_app_shows(drawn_dataset, view
     files = sorted((drawn_dataset / "monocyte").iterdir())[:2]
     batch = next(iter(make_dataset(files, [2, 2], 48, batch_size=2, view=view)))[0].numpy()
     np.testing.assert_array_equal(batch, np.stack([load_model_input(f, 48, view) for f in files]))
+
+
+def test_choose_twins_takes_the_share_asked():
+    import tensorflow as tf
+
+    from bloodcell.pipeline import choose_twins
+
+    images, twins = tf.zeros((400, 2, 2, 3)), tf.ones((400, 2, 2, 3))
+    assert float(tf.reduce_max(choose_twins(images, twins, 0.0))) == 0.0
+    assert float(tf.reduce_min(choose_twins(images, twins, 1.0))) == 1.0
+    mixed = choose_twins(images, twins, 0.5).numpy()
+    # Whole views are swapped, never parts of one.
+    per_view = mixed.reshape(400, -1)
+    assert np.all(per_view.min(axis=1) == per_view.max(axis=1))
+    assert 0.4 < per_view[:, 0].mean() < 0.6
+
+
+def test_twin_dataset_gives_each_images_counterfactual_twin(drawn_dataset):
+    """With every view a twin, the dataset yields the audit's counterfactual of each image, as an upload would."""
+    from bloodcell.cellmask import find_cell
+    from bloodcell.counterfactual import counterfactual_of, lab_looks
+    from bloodcell.data import build_manifest, scan_dataset
+    from bloodcell.imaging import CELL_VIEW, read_image, to_model_input
+
+    looks = lab_looks(build_manifest(scan_dataset(drawn_dataset)), drawn_dataset)
+    pairs = [(path, label) for label in ("basophil", "seg_neutrophil")
+             for path in sorted((drawn_dataset / label).iterdir())[:2]]
+    labels = [CLASS_NAMES.index(label) for _, label in pairs]
+    images, got_labels = next(iter(make_dataset([p for p, _ in pairs], labels, 32, batch_size=4, view=CELL_VIEW,
+                                                twin_share=1.0, looks=looks)))
+    assert got_labels.numpy().tolist() == labels
+    for index, ((path, label), image) in enumerate(zip(pairs, images.numpy())):
+        photo = read_image(path)
+        twin = counterfactual_of(photo, label, looks, index, find_cell(photo))
+        np.testing.assert_array_equal(image, to_model_input(twin, 32, CELL_VIEW))
+        assert np.abs(image - to_model_input(photo, 32, CELL_VIEW)).mean() > 1
+    plain, _ = next(iter(make_dataset([p for p, _ in pairs], labels, 32, batch_size=4, view=CELL_VIEW,
+                                      twin_share=0.0, looks=looks)))
+    np.testing.assert_array_equal(plain.numpy()[0], to_model_input(read_image(pairs[0][0]), 32, CELL_VIEW))
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"view": "full", "twin_share": 0.5, "looks": {}}, "cell views"),
+    ({"view": "cell", "twin_share": 0.5}, "looks"),
+    ({"view": "cell", "twin_share": 0.5, "looks": {}, "magnification_transfer": 0.5}, "not both"),
+])
+def test_twins_refuse_what_they_cannot_do(drawn_dataset, options, message):
+    files = sorted((drawn_dataset / "monocyte").iterdir())[:2]
+    with pytest.raises(ValueError, match=message):
+        make_dataset(files, [2, 2], 32, **options)

@@ -174,6 +174,26 @@ def test_texture_model_records_its_augmentation_and_answers_alike_in_training_an
     np.testing.assert_allclose(classifier.predict_proba(batch.numpy()), from_files, atol=1e-5)
 
 
+def test_twin_model_records_its_twins_and_their_caveat(tmp_path, drawn_dataset, imagenet_weights):
+    from bloodcell.training import TWIN_AUGMENTATION, TWIN_MEASURES
+
+    models_dir = _train_tiny("celltwin", tmp_path, drawn_dataset, imagenet_weights)
+    card = json.loads((models_dir / "celltwin" / "card.json").read_text())
+    hyper = card["hyperparameters"]
+    assert card["view"] == "cell" and hyper["twin_share"] == 0.5 and hyper["magnification_transfer"] == 0.0
+    assert hyper["augmentation"].endswith("; twins: " + TWIN_AUGMENTATION.format(share=0.5))
+    # The twins do the magnification change themselves; the transfer is off.
+    assert "magnification:" not in hyper["augmentation"] and "texture:" in hyper["augmentation"]
+    measures = card["shortcut_measures"]
+    assert measures["twins"] == TWIN_MEASURES["twins"] and "not independent evidence" in measures["caveat"]
+    # Twins are for training only: prediction sees the plain cell view of the upload.
+    classifier = Classifier.load("celltwin", models_dir)
+    files = sorted((drawn_dataset / "erythroblast").iterdir())[:4]
+    batch = next(iter(make_dataset(files, [1] * len(files), 32, batch_size=len(files), view="cell")))[0]
+    from_files = np.stack([r.probabilities for r in classifier.predict_sources(files)])
+    np.testing.assert_allclose(classifier.predict_proba(batch.numpy()), from_files, atol=1e-5)
+
+
 def test_shipped_cellgrey_card_describes_its_own_augmentation(shipped_models):
     """The grey model's card must not inherit cellfocus' colour-jitter description."""
     from bloodcell.training import _shortcut_measures
@@ -202,3 +222,14 @@ def test_shipped_celltexture_card_describes_its_own_training(shipped_models):
     assert card["view"] == "cell" and card["shortcut_measures"] == _shortcut_measures("cell", random_texture=True)
     assert "not an untouched measurement" in card["shortcut_measures"]["selection"]
     assert {key: card["hyperparameters"][key] for key in RECIPES["celltexture"]} == RECIPES["celltexture"]
+
+
+def test_shipped_celltwin_card_describes_its_own_training(shipped_models):
+    """The twins model's card says what its recipe adds, and why its own drop is no evidence."""
+    from bloodcell.training import RECIPES, TWIN_AUGMENTATION, _shortcut_measures
+
+    card = json.loads((shipped_models / "celltwin" / "card.json").read_text())
+    assert card["hyperparameters"]["augmentation"].endswith(
+        "; twins: " + TWIN_AUGMENTATION.format(share=RECIPES["celltwin"]["twin_share"]))
+    assert card["shortcut_measures"] == _shortcut_measures("cell", random_texture=True, twins=True)
+    assert {key: card["hyperparameters"][key] for key in RECIPES["celltwin"]} == RECIPES["celltwin"]
