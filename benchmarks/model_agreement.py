@@ -7,7 +7,7 @@ it. The Predict page quotes the two figures this prints
 that a split verdict is a warning sign in itself. Nothing is chosen with
 them; re-run after shipping a model.
 
-    python -m benchmarks.model_agreement [--cross-source DIR]
+    python -m benchmarks.model_agreement [--cross-source DIR] [--models NAME ...]
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ def agreement(per_model: dict[str, list[str]], labels: list[str]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cross-source", metavar="DIR", help="other-lab cells (default: $BLOODCELL_CROSS_SOURCE)")
+    parser.add_argument("--models", nargs="+", default=list(MODEL_NAMES), metavar="NAME",
+                        help="models to compare (default: every shipped model)")
     args = parser.parse_args()
     data_dir = resolve_data_dir()
     manifest = load_manifest(manifest_path(resolve_models_dir()))
@@ -49,7 +51,7 @@ def main() -> None:
     cross = resolve_cross_source_dir(args.cross_source)
     if cross is not None:
         sets["cross-source"] = collect_labelled_images(cross)
-    classifiers = {name: Classifier.load(name) for name in MODEL_NAMES}
+    classifiers = {name: Classifier.load(name) for name in args.models}
     for set_name, pairs in sets.items():
         paths, labels = [path for path, _ in pairs], [label for _, label in pairs]
         per_model = {name: answers(classifier, paths) for name, classifier in classifiers.items()}
