@@ -133,8 +133,13 @@ def audit_figure(rows: list[dict]) -> go.Figure:
             "cross_source_accuracy": "cross-source accuracy"}
     for key, label, colour in AUDIT_SERIES:
         values = [row.get(keys[key]) for row in rows]
+        # A model trained on the twins studied for the counterfactual: its bar
+        # is hatched and starred, so that it is not read as evidence.
+        studied = [key == "counterfactual_accuracy" and bool(row.get("trained on twins")) for row in rows]
         figure.add_trace(go.Bar(x=[row["model"] for row in rows], y=values, name=label, marker_color=colour,
-                                text=[None if v is None else f"{v:.1%}" for v in values],
+                                marker_pattern_shape=["/" if s else "" for s in studied],
+                                text=[None if v is None else f"{v:.1%}" + ("*" if s else "")
+                                      for v, s in zip(values, studied)],
                                 textposition="outside"))
     figure.update_layout(barmode="group", height=340, margin={"t": 30, "b": 10},
                          yaxis={"tickformat": ".0%", "range": [0, 1.12], "title": "accuracy"},

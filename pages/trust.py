@@ -68,6 +68,9 @@ def explain_shortcuts() -> None:
 def show_summary(audits: dict) -> None:
     rows = summary_rows(audits)
     st.plotly_chart(audit_figure(rows), width="stretch")
+    if any(row["trained on twins"] for row in rows):
+        st.caption("\\* Hatched: the model was trained on such rebuilt cells, so its bar for the test split "
+                   "as the other lab is no evidence that it ignores the lab; its cross-source bar is.")
     st.dataframe(in_percent(rows, ACCURACY_COLUMNS + SHARE_COLUMNS), hide_index=True, width="stretch",
                  column_config={**{key: percent_column(2) for key in ACCURACY_COLUMNS},
                                 **{key: percent_column(1) for key in SHARE_COLUMNS},

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bloodcell.charts import (DROP_AXIS_MAX, confusion_figure, counts_figure, history_figure, interval_figure,
+from bloodcell.charts import (DROP_AXIS_MAX, audit_figure, confusion_figure, counts_figure, history_figure, interval_figure,
                               mean_colour_figure, probability_figure, reliability_figure)
 from bloodcell.calibration import calibration_report
 
@@ -67,3 +67,14 @@ def test_interval_figure_draws_each_interval_and_keeps_huge_drops_on_the_edge():
     assert list(cross.y) == ["cell", "old audit"]
     targets = sorted(shape.x0 for shape in figure.layout.shapes)
     assert targets == [2.0, 90.0, 99.5]
+
+
+def test_audit_figure_hatches_only_the_counterfactual_bar_of_a_model_trained_on_twins():
+    rows = [{"model": "plain", "test accuracy": 0.99, "counterfactual accuracy": 0.97, "cross-source accuracy": 0.3,
+             "trained on twins": False},
+            {"model": "twins", "test accuracy": 0.99, "counterfactual accuracy": 0.99, "cross-source accuracy": 0.8,
+             "trained on twins": True}]
+    test, counterfactual, cross = audit_figure(rows).data
+    assert list(counterfactual.marker.pattern.shape) == ["", "/"]
+    assert list(counterfactual.text) == ["97.0%", "99.0%*"]
+    assert list(test.marker.pattern.shape) == ["", ""] and list(cross.text) == ["30.0%", "80.0%"]
