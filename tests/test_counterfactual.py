@@ -13,6 +13,7 @@ from bloodcell.counterfactual import (as_other_lab, cell_detail, counterfactual_
                                      match_detail)
 from bloodcell.data import build_manifest, scan_dataset
 from bloodcell.stain import stain_stats
+from conftest import DRAWN_COLOURS
 from drawn_fields import LOOKS, draw_field
 
 
@@ -131,8 +132,6 @@ def test_lab_looks_measure_each_lab_on_its_own_training_images(drawn_dataset):
     for lab, look in looks.items():
         np.testing.assert_array_equal(look.cell_stain.mean, again[lab].cell_stain.mean)
     # Each lab's empty fields come from its own classes' drawn backgrounds.
-    from conftest import DRAWN_COLOURS
-
     for lab, look in looks.items():
         own = [np.asarray(DRAWN_COLOURS[c][0], np.float32) for c in CLASS_NAMES if SOURCE_LAB[c] == lab]
         corner = np.asarray(look.backgrounds[0], np.float32)[:4, :4].reshape(-1, 3).mean(axis=0)
