@@ -44,6 +44,8 @@ st.dataframe(in_percent([summary_row(n) for n in names], ("test accuracy", "cros
                                 1, help="300 segmented neutrophils photographed in the "
                                 "other lab (evaluation only; see About)"),
                             "macro F1": st.column_config.NumberColumn(format="%.4f"),
+                            "training time (min)": st.column_config.NumberColumn(format="%.1f"),
+                            "file size (MB)": st.column_config.NumberColumn(format="%.1f"),
                             "parameters": st.column_config.NumberColumn(format="localized"),
                             "temperature": st.column_config.NumberColumn(format="%.2f")})
 
