@@ -35,6 +35,7 @@ import numpy as np
 
 from bloodcell.config import (CLASS_NAMES, DEFAULT_MODEL, IMAGE_SUFFIXES, PROJECT_ROOT, resolve_data_dir,
                               resolve_models_dir)
+from bloodcell.errors import BloodcellError
 from bloodcell.explain import GRADCAM, GRADCAM_PLUS_PLUS, METHODS, SCORECAM, SMOOTHGRAD
 from bloodcell.imaging import load_model_input, to_model_input, read_image
 from bloodcell.inference import MODEL_FILE, available_models
@@ -261,10 +262,13 @@ def running_app(models_dir: Path, data_dir: Path | None, images: list[Path], pre
             if len(models) > 1:
                 page.get_by_text("Compare with").first.click()
                 wait_settled(page, len(models))
+            # Resident memory after every quarter of the uploads: a plateau is a
+            # bounded cache filling up, steady growth to the end is a leak.
+            quarters = {max(1, predictions * q // 4) for q in range(1, 5)}
             marks = {}
             for index in range(1, predictions + 1):
                 upload_and_wait(page, images[(index + 1) % len(images)], len(models), replace=not quick)
-                if index in (predictions // 2, predictions):
+                if index in quarters:
                     marks[index] = _memory_mb(process.pid)[0]
             browser.close()
         current, peak = _memory_mb(process.pid)
@@ -272,18 +276,22 @@ def running_app(models_dir: Path, data_dir: Path | None, images: list[Path], pre
             app_predictions=predictions, models_loaded=len(models),
             rss_after_half_mb=marks.get(predictions // 2), rss_after_all_mb=marks.get(predictions),
             rss_growth_second_half_mb=round(marks.get(predictions, 0) - marks.get(predictions // 2, 0), 1),
+            rss_trace_mb=" ".join(f"{index}:{mb}" for index, mb in sorted(marks.items())),
             peak_rss_mb=peak,
         )
     return results
 
 
 def run_benchmarks(model: str | None = None, models_dir: Path | None = None, data_dir: Path | None = None,
-                   quick: bool = False) -> dict:
+                   quick: bool = False, predictions: int | None = None) -> dict:
     models_dir = resolve_models_dir(models_dir)
     data_dir = resolve_data_dir(data_dir)
     names = available_models(models_dir)
     model = model or (DEFAULT_MODEL if DEFAULT_MODEL in names else (names[0] if names else DEFAULT_MODEL))
-    runs, batch, predictions = (10, 32, 4) if quick else (100, 200, 200)
+    runs, batch, default_predictions = (10, 32, 4) if quick else (100, 200, 200)
+    predictions = default_predictions if predictions is None else predictions
+    if predictions < 2:
+        raise BloodcellError("--predictions must be at least 2")
     images = benchmark_images(data_dir if data_dir.is_dir() else None, max(batch, predictions + 2))
     results = {
         "machine": {"cpu_count": os.cpu_count(), "platform": sys.platform, "python": sys.version.split()[0]},
@@ -300,8 +308,9 @@ def format_table(results: dict) -> str:
     return "\n".join(f"{key.ljust(width)}  {value}" for key, value in rows)
 
 
-def main(json_out: str | None, model: str | None, models_dir, data_dir, quick: bool) -> dict:
-    results = run_benchmarks(model, models_dir, data_dir, quick)
+def main(json_out: str | None, model: str | None, models_dir, data_dir, quick: bool,
+         predictions: int | None = None) -> dict:
+    results = run_benchmarks(model, models_dir, data_dir, quick, predictions)
     print(format_table(results))
     if json_out:
         Path(json_out).write_text(json.dumps(results, indent=1) + "\n")

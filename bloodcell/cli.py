@@ -106,11 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="measure latency, throughput, cold start and memory",
                                 description="Benchmark on this machine: single-image latency per "
                                 "method, batch throughput, the app's cold start, first prediction and "
-                                "memory under 200 predictions with heatmaps. Prints a table.")
+                                "memory under 200 predictions with heatmaps (--predictions). Prints a table.")
     bench.add_argument("--json", metavar="OUT", help="also write the figures as JSON")
     bench.add_argument("--model", help="model for the in-process figures (default: the default model)")
     bench.add_argument("--data", metavar="DIR", help="where to take cell images from (default: $BLOODCELL_DATA)")
     bench.add_argument("--quick", action="store_true", help="a fast smoke run with few repetitions")
+    bench.add_argument("--predictions", type=int, metavar="N",
+                       help="uploads to the running app while its memory is traced (default: 200; 4 with --quick)")
     _add_models_dir(bench, "where models live")
 
     download = commands.add_parser("download", help="download the public Kaggle dataset",
@@ -218,7 +220,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from bloodcell.bench import main as bench_main
 
-    bench_main(args.json, args.model, args.models_dir, args.data, args.quick)
+    bench_main(args.json, args.model, args.models_dir, args.data, args.quick, args.predictions)
     return 0
 
 

@@ -28,6 +28,8 @@ def test_quick_bench_reports_every_figure(tiny_models_dir, tmp_path, capsys):
     for key in REQUIRED:
         assert results[key] is not None and results[key] > 0, key
     assert results["rss_growth_second_half_mb"] is not None
+    # One resident-memory reading after each quarter of the 4 quick uploads.
+    assert [int(mark.split(":")[0]) for mark in results["rss_trace_mb"].split()] == [1, 2, 3, 4]
     printed = capsys.readouterr().out
     assert "predict_p50_ms" in printed and "peak_rss_mb" in printed
 
@@ -35,3 +37,9 @@ def test_quick_bench_reports_every_figure(tiny_models_dir, tmp_path, capsys):
 def test_table_lists_scalars_only():
     table = format_table({"a": 1, "nested": {"x": 1}, "b": "two"})
     assert "a" in table and "two" in table and "nested" not in table
+
+
+def test_too_few_predictions_is_a_clear_error(tiny_models_dir, tmp_path, capsys):
+    assert main(["bench", "--quick", "--predictions", "1", "--models-dir", str(tiny_models_dir),
+                 "--data", str(tmp_path / "no-data")]) == 2
+    assert "--predictions must be at least 2" in capsys.readouterr().err
