@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bloodcell.abstention import DEFAULT_MIN_CONFIDENCE
 from bloodcell.config import (CLASS_NAMES, DEFAULT_MODEL, MODEL_NAMES, resolve_cross_source_dir,
-                              resolve_data_dir, resolve_models_dir)
+                              SPLIT_SEED, resolve_data_dir, resolve_models_dir)
 from bloodcell.errors import BloodcellError
 from bloodcell.runtime import lite_available
 
@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="local MobileNetV2 ImageNet .h5 file (default: $BLOODCELL_IMAGENET_WEIGHTS, else download)")
     train.add_argument("--image-size", type=int, help="input size in pixels (default: the model's)")
     train.add_argument("--batch-size", type=int, help="batch size (default: the model's recipe)")
+    train.add_argument("--seed", type=int, default=SPLIT_SEED,
+                       help=f"seed of the weights' initialisation, shuffling and augmentation, for a second "
+                       f"run of one recipe (default: the split's, {SPLIT_SEED}; the split itself never changes)")
 
     evaluate = commands.add_parser("evaluate", help="evaluate a model on every image of a folder",
                                    description="Evaluate on every image of a folder in the dataset "
@@ -128,7 +131,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     verbose = 0 if args.quiet else (1 if sys.stdout.isatty() else 2)
     out = train(args.model, resolve_data_dir(args.data), resolve_models_dir(args.out),
                 epochs=args.epochs, base_weights=args.base_weights,
-                image_size=args.image_size, batch_size=args.batch_size, verbose=verbose)
+                image_size=args.image_size, batch_size=args.batch_size, seed=args.seed, verbose=verbose)
     metrics = json.loads((out / "metrics.json").read_text())
     card = json.loads((out / "card.json").read_text())
     print(f"{args.model}: test accuracy {metrics['accuracy']:.4f}, macro F1 {metrics['macro_f1']:.4f} "

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from bloodcell.cli import main
-from bloodcell.config import CLASS_NAMES, PROJECT_ROOT
+from bloodcell.config import CLASS_NAMES, PROJECT_ROOT, SPLIT_SEED
 
 
 def run_cli(capsys, *argv):
@@ -72,6 +72,19 @@ def test_missing_imagenet_weights_is_one_line(capsys, tmp_path, drawn_dataset):
     code, _, err = run_cli(capsys, "-q", "train", "--model", "mobilenetv2", "--data", str(drawn_dataset),
                            "--out", str(tmp_path), "--base-weights", str(tmp_path / "nope.h5"))
     assert code == 2 and "weights file not found" in err and len(err.strip().splitlines()) == 1
+
+
+def test_train_seed_reaches_the_card(capsys, tmp_path, drawn_dataset):
+    """A second run of one recipe: another seed, recorded in its card, on the same split."""
+    for seed in (1, 2):
+        out = tmp_path / f"seed{seed}"
+        code, _, err = run_cli(capsys, "-q", "train", "--model", "cnn", "--data", str(drawn_dataset),
+                               "--out", str(out), "--epochs", "1", "--image-size", "32", "--batch-size", "8",
+                               "--seed", str(seed))
+        assert code == 0, err
+        card = json.loads((out / "cnn" / "card.json").read_text())
+        assert card["hyperparameters"]["seed"] == seed
+        assert card["split"]["seed"] == SPLIT_SEED
 
 
 def test_download_offline_says_how_to_get_it(capsys, tmp_path, monkeypatch):
