@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 from bloodcell.abstention import DEFAULT_MIN_CONFIDENCE
-from bloodcell.config import (CLASS_NAMES, DEFAULT_MODEL, MODEL_NAMES, resolve_cross_source_dir,
-                              SPLIT_SEED, resolve_data_dir, resolve_models_dir)
+from bloodcell.config import (CLASS_NAMES, DEFAULT_MODEL, MODEL_NAMES, SPLIT_SEED, resolve_cross_source_dir,
+                              resolve_data_dir, resolve_models_dir)
 from bloodcell.errors import BloodcellError
 from bloodcell.runtime import lite_available
 
