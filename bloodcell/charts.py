@@ -15,24 +15,57 @@ VAL_COLOUR = "#d62728"
 LR_COLOUR = "#7f7f7f"
 
 
+# Line styles of the runs of a model averaged from several (bloodcell.soup).
+RUN_DASHES = ("solid", "dash", "dot", "dashdot")
+
+
+def _add_curves(figure: go.Figure, history: list[dict], metric: str, prefix: str = "",
+                dash: str = "solid") -> None:
+    epochs = [row["epoch"] for row in history]
+    figure.add_trace(go.Scatter(x=epochs, y=[row[metric] for row in history], name=f"{prefix}train {metric}",
+                                mode="lines+markers", line={"color": TRAIN_COLOUR, "dash": dash}))
+    figure.add_trace(go.Scatter(x=epochs, y=[row[f"val_{metric}"] for row in history],
+                                name=f"{prefix}validation {metric}", mode="lines+markers",
+                                line={"color": VAL_COLOUR, "dash": dash}))
+    figure.add_trace(go.Scatter(x=epochs, y=[row["learning_rate"] for row in history],
+                                name=f"{prefix}learning rate", mode="lines",
+                                line={"color": LR_COLOUR, "dash": "dot" if dash == "solid" else dash}),
+                     secondary_y=True)
+
+
+def _best_epoch(history: list[dict]) -> int:
+    """The epoch whose weights a run kept: the lowest validation loss of its last phase."""
+    last_phase = [row for row in history if row.get("phase") == history[-1].get("phase")]
+    return min(last_phase, key=lambda row: row["val_loss"])["epoch"]
+
+
 def history_figure(history: list[dict], metric: str, best_epoch: int | None = None,
                    title: str | None = None) -> go.Figure:
-    """`metric` ("loss" or "accuracy") per epoch for train and validation, learning rate on a second axis."""
-    epochs = [row["epoch"] for row in history]
+    """`metric` ("loss" or "accuracy") per epoch for train and validation, learning rate on a second axis.
+
+    A model averaged from several runs has each row marked with its run; each
+    run gets its own line style and its best epoch marked.
+    """
     figure = make_subplots(specs=[[{"secondary_y": True}]])
-    figure.add_trace(go.Scatter(x=epochs, y=[row[metric] for row in history], name=f"train {metric}",
-                                mode="lines+markers", line={"color": TRAIN_COLOUR}))
-    figure.add_trace(go.Scatter(x=epochs, y=[row[f"val_{metric}"] for row in history],
-                                name=f"validation {metric}", mode="lines+markers", line={"color": VAL_COLOUR}))
-    figure.add_trace(go.Scatter(x=epochs, y=[row["learning_rate"] for row in history], name="learning rate",
-                                mode="lines", line={"color": LR_COLOUR, "dash": "dot"}), secondary_y=True)
-    if best_epoch is not None:
-        figure.add_vline(x=best_epoch, line_dash="dash", line_color="green",
-                         annotation_text=f"best epoch {best_epoch}", annotation_position="top left")
+    runs = sorted({row["run"] for row in history if row.get("run") is not None})
+    if runs:
+        for index, run in enumerate(runs):
+            rows = [row for row in history if row.get("run") == run]
+            _add_curves(figure, rows, metric, f"run {run}: ", RUN_DASHES[index % len(RUN_DASHES)])
+            best = _best_epoch(rows)
+            figure.add_vline(x=best, line_dash=RUN_DASHES[index % len(RUN_DASHES)], line_color="green",
+                             annotation_text=f"run {run} best {best}", annotation_position="top left")
+        history = [row for row in history if row.get("run") == runs[0]]
+    else:
+        _add_curves(figure, history, metric)
+        if best_epoch is not None:
+            figure.add_vline(x=best_epoch, line_dash="dash", line_color="green",
+                             annotation_text=f"best epoch {best_epoch}", annotation_position="top left")
+    epochs = [row["epoch"] for row in history]
     phases = [row.get("phase") for row in history]
     for index in range(1, len(phases)):
         if phases[index] != phases[index - 1]:
-            figure.add_vrect(x0=epochs[index] - 0.5, x1=epochs[-1] + 0.5, fillcolor="orange", opacity=0.07,
+            figure.add_vrect(x0=epochs[index] - 0.5, x1=max(epochs) + 0.5, fillcolor="orange", opacity=0.07,
                              line_width=0, annotation_text=str(phases[index]).replace("_", "-"),
                              annotation_position="bottom right")
     figure.update_yaxes(title_text=metric, secondary_y=False)

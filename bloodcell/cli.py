@@ -1,4 +1,4 @@
-"""Command line: python -m bloodcell {train,evaluate,predict,calibrate,export,audit,bench,download} ...
+"""Command line: python -m bloodcell {train,soup,evaluate,predict,calibrate,export,audit,bench,download} ...
 
 Heavy imports (TensorFlow) happen inside the commands, so `--help` is instant.
 Every user error ends as one line on stderr and exit code 2.
@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
                      description="Classify white-blood-cell images and evaluate the models.")
     parser.add_argument("-q", "--quiet", action="store_true", help="only print results and errors")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser,
-                                     metavar="{train,evaluate,predict,calibrate,export,audit,bench,download}")
+                                     metavar="{train,soup,evaluate,predict,calibrate,export,audit,bench,download}")
 
     train = commands.add_parser("train", help="train a model on the dataset's train split",
                                 description="Train a model; write model.keras, history.json, "
@@ -55,6 +55,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=SPLIT_SEED,
                        help=f"seed of the weights' initialisation, shuffling and augmentation, for a second "
                        f"run of one recipe (default: the split's, {SPLIT_SEED}; the split itself never changes)")
+
+    soup = commands.add_parser("soup", help="average several training runs of one model into one",
+                               description="Average the weights of runs of one MobileNetV2 recipe that differ "
+                               "in their seed (train each with --seed and its own --out) into OUT/<model>/, "
+                               "then report on it as training does: test metrics, LiteRT file, temperature "
+                               "and out-of-distribution check.")
+    soup.add_argument("runs", nargs="+", metavar="RUN", help="model folders of the runs, e.g. runs/a/celltwin")
+    soup.add_argument("--data", metavar="DIR", help="dataset folder (default: $BLOODCELL_DATA or data/blood-cells)")
+    soup.add_argument("--out", metavar="DIR", help="models folder (default: $BLOODCELL_MODELS or models/)")
 
     evaluate = commands.add_parser("evaluate", help="evaluate a model on every image of a folder",
                                    description="Evaluate on every image of a folder in the dataset "
@@ -137,6 +146,20 @@ def _cmd_train(args: argparse.Namespace) -> int:
     print(f"{args.model}: test accuracy {metrics['accuracy']:.4f}, macro F1 {metrics['macro_f1']:.4f} "
           f"on {metrics['n']} images; {card['epochs_run']} epochs in {card['training_seconds']:.0f} s; "
           f"saved to {out}")
+    return 0
+
+
+def _cmd_soup(args: argparse.Namespace) -> int:
+    from bloodcell.soup import make_soup
+
+    out = make_soup([Path(run) for run in args.runs], resolve_data_dir(args.data), resolve_models_dir(args.out))
+    card = json.loads((out / "card.json").read_text())
+    runs = card["soup"]["runs"]
+    seeds = ", ".join(str(run["seed"]) for run in runs)
+    accuracies = ", ".join(f"{run['test_accuracy']:.4f}" for run in runs)
+    print(f"{card['name']}: the average of {len(runs)} runs (seeds {seeds}; test accuracy {accuracies}): "
+          f"test accuracy {card['test_metrics']['accuracy']:.4f}, macro F1 "
+          f"{card['test_metrics']['macro_f1']:.4f}; saved to {out}")
     return 0
 
 
@@ -258,10 +281,10 @@ def _import_tensorflow_quietly() -> None:
 
 # Commands that always need TensorFlow; the others load models into LiteRT
 # when they can, and start in a fraction of the time.
-TENSORFLOW_COMMANDS = ("train", "calibrate", "export", "audit", "bench")
+TENSORFLOW_COMMANDS = ("train", "soup", "calibrate", "export", "audit", "bench")
 MODEL_COMMANDS = ("evaluate", "predict")
 
-COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict,
+COMMANDS = {"train": _cmd_train, "soup": _cmd_soup, "evaluate": _cmd_evaluate, "predict": _cmd_predict,
             "calibrate": _cmd_calibrate, "export": _cmd_export, "audit": _cmd_audit,
             "bench": _cmd_bench, "download": _cmd_download}
 

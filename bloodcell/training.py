@@ -340,7 +340,6 @@ def train(
 
     train_paths, train_labels = _split_data(manifest, data_dir, "train")
     val_paths, val_labels = _split_data(manifest, data_dir, "val")
-    test_paths, test_labels = _split_data(manifest, data_dir, "test")
     bs = recipe["batch_size"]
     colour_augment = bool(recipe.get("colour_augment"))
     train_ds = make_dataset(train_paths, train_labels, size, bs, shuffle=True, augment=True, seed=seed,
@@ -378,15 +377,8 @@ def train(
     model_path = out / MODEL_FILE
     _export(model, model_path)
 
-    # Report on exactly the file that ships, reloaded as the app will load it.
-    saved = keras.saving.load_model(model_path, compile=False, safe_mode=True)
     tta = recipe.get("test_time_augmentation")
-    classifier = Classifier(saved, {"name": name, "classes": list(CLASS_NAMES), "view": spec.view,
-                                    "test_time_augmentation": tta})
-    test_ds = make_dataset(test_paths, test_labels, size, bs, view=spec.view)
-    probabilities = np.concatenate([classifier.predict_proba(x.numpy()) for x, _ in test_ds])
-    metrics = classification_metrics(test_labels, probabilities.argmax(axis=1))
-    metrics.update({"split": "test", "model": name})
+    metrics = test_metrics(model_path, name, spec.view, tta, manifest, data_dir, size, bs)
 
     card = {
         "name": name,
@@ -445,6 +437,20 @@ def train(
     calibrate(out, data_dir, manifest)
     fit_abstention(out, data_dir, manifest)
     return out
+
+
+def test_metrics(model_path: Path, name: str, view: str, test_time_augmentation: str | None,
+                 manifest: SplitManifest, data_dir: Path, size: int, batch_size: int) -> dict:
+    """Metrics on the test split of exactly the file that ships, reloaded as the app loads it."""
+    saved = keras.saving.load_model(model_path, compile=False, safe_mode=True)
+    classifier = Classifier(saved, {"name": name, "classes": list(CLASS_NAMES), "view": view,
+                                    "test_time_augmentation": test_time_augmentation})
+    test_paths, test_labels = _split_data(manifest, data_dir, "test")
+    test_ds = make_dataset(test_paths, test_labels, size, batch_size, view=view)
+    probabilities = np.concatenate([classifier.predict_proba(x.numpy()) for x, _ in test_ds])
+    metrics = classification_metrics(test_labels, probabilities.argmax(axis=1))
+    metrics.update({"split": "test", "model": name})
+    return metrics
 
 
 def _shortcut_measures(view: str, random_texture: bool = False, twins: bool = False) -> dict | None:

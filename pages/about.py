@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-from pages.common import in_percent, load_model_files, model_names, models_dir, page_setup, percent_column
+from pages.common import (in_percent, load_model_files, model_names, models_dir, page_setup, percent_column,
+                          training_runs)
 
 CROSS_SOURCE_COLUMN = "segmented neutrophils from the other lab: accuracy"
 
@@ -60,7 +61,7 @@ for name in model_names():
         st.markdown(
             f"- Input: {card.get('input_size')} px RGB; {card.get('parameters', 0):,} parameters; "
             f"file {card.get('file_size_bytes', 0) / 2**20:.1f} MB (sha256 `{str(card.get('file_sha256'))[:16]}…`)\n"
-            f"- Trained {card.get('epochs_run')} epochs (best {card.get('best_epoch')}) in "
+            f"- Trained {training_runs(card)} in "
             f"{card.get('training_seconds', 0) / 60:.1f} min on {env.get('cpu', '?')} "
             f"({env.get('cpu_count', '?')} cores), TensorFlow {env.get('tensorflow', '?')}, Keras {env.get('keras', '?')}\n"
             f"- Test accuracy {card.get('test_metrics', {}).get('accuracy', 0):.2%}\n"

@@ -126,6 +126,15 @@ def training_words(card: dict) -> str:
     return ""
 
 
+def training_runs(card: dict) -> str:
+    """How long a model trained: its epochs, or each run's for a model averaged from several."""
+    runs = (card.get("soup") or {}).get("runs")
+    if not runs:
+        return f"{card.get('epochs_run')} epochs (best {card.get('best_epoch')})"
+    each = ", ".join(f"{run['epochs_run']} epochs (best {run['best_epoch']}, seed {run['seed']})" for run in runs)
+    return f"{len(runs)} runs whose weights were averaged: {each},"
+
+
 def _keep_model_choice() -> None:
     st.session_state[MODEL_KEY] = st.session_state[MODEL_WIDGET_KEY]
 

@@ -21,6 +21,18 @@ def test_history_figure_has_train_val_and_learning_rate():
     assert list(figure.data[1].y) == [1.1, 0.6]
 
 
+def test_history_figure_of_averaged_runs_draws_each_run_and_its_best_epoch():
+    second = [{**row, "val_loss": row["val_loss"] + (0.5 if row["epoch"] == 2 else 0), "run": 2}
+              for row in HISTORY] + [{**HISTORY[1], "epoch": 3, "val_loss": 0.9, "run": 2}]
+    figure = history_figure([{**row, "run": 1} for row in HISTORY] + second, "loss")
+    names = [trace.name for trace in figure.data]
+    assert names == ["run 1: train loss", "run 1: validation loss", "run 1: learning rate",
+                     "run 2: train loss", "run 2: validation loss", "run 2: learning rate"]
+    assert list(figure.data[4].x) == [1, 2, 3] and list(figure.data[4].y) == [1.1, 1.1, 0.9]
+    # Run 1 kept epoch 2; run 2's fine-tune phase is lowest at epoch 3.
+    assert [shape.x0 for shape in figure.layout.shapes if shape.type == "line"] == [2, 3]
+
+
 def test_confusion_figure_normalises_rows():
     matrix = [[8, 2, 0, 0, 0], [0, 10, 0, 0, 0], [0, 0, 5, 0, 0], [0, 0, 0, 0, 0], [1, 0, 0, 0, 9]]
     values = np.asarray(confusion_figure(matrix, normalise=True).data[0].z)
