@@ -31,6 +31,8 @@ def summary_row(name: str) -> dict:
     return {"model": name, "test accuracy": metrics.get("accuracy"), "macro F1": metrics.get("macro_f1"),
             "cross-source accuracy": cross.get("accuracy"),
             "test images": metrics.get("n"), "epochs": card.get("epochs_run"),
+            # A model averaged from several runs (bloodcell.soup) counts every run's epochs and time.
+            "runs": len((card.get("soup") or {}).get("runs") or [None]),
             "training time (min)": round(card.get("training_seconds", 0) / 60, 1),
             "parameters": card.get("parameters"),
             "file size (MB)": round(card.get("file_size_bytes", 0) / 2**20, 1),
@@ -44,6 +46,9 @@ st.dataframe(in_percent([summary_row(n) for n in names], ("test accuracy", "cros
                                 1, help="300 segmented neutrophils photographed in the "
                                 "other lab (evaluation only; see About)"),
                             "macro F1": st.column_config.NumberColumn(format="%.4f"),
+                            "runs": st.column_config.NumberColumn(
+                                help="training runs whose weights were averaged into the model; its "
+                                "epochs and training time count them all (About has each run)"),
                             "training time (min)": st.column_config.NumberColumn(format="%.1f"),
                             "file size (MB)": st.column_config.NumberColumn(format="%.1f"),
                             "parameters": st.column_config.NumberColumn(format="localized"),
