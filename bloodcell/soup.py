@@ -102,7 +102,7 @@ def make_soup(run_dirs: list[Path], data_dir: Path, models_dir: Path) -> Path:
     """Average the runs in `run_dirs` into `models_dir/<name>/`, report on it, and return the folder."""
     import keras
 
-    from bloodcell.training import calibrate, fit_abstention, test_metrics, write_lite
+    from bloodcell.training import calibrate, fit_abstention, report_test_split, write_lite
 
     run_dirs = [Path(folder) for folder in run_dirs]
     data_dir, models_dir = Path(data_dir), Path(models_dir)
@@ -130,7 +130,7 @@ def make_soup(run_dirs: list[Path], data_dir: Path, models_dir: Path) -> Path:
     soup.save(model_path)
     log.info("%s: averaged %d runs into %s", name, len(run_dirs), model_path)
 
-    metrics = test_metrics(model_path, name, first["view"], first.get("test_time_augmentation"), manifest,
+    metrics = report_test_split(model_path, name, first["view"], first.get("test_time_augmentation"), manifest,
                            data_dir, first["input_size"], first.get("hyperparameters", {}).get("batch_size", 32))
     runs = [_run_summary(folder, card) for folder, card in zip(run_dirs, cards)]
     card = {key: value for key, value in first.items() if key not in ("calibration", "ood", "lite")}

@@ -378,7 +378,7 @@ def train(
     _export(model, model_path)
 
     tta = recipe.get("test_time_augmentation")
-    metrics = test_metrics(model_path, name, spec.view, tta, manifest, data_dir, size, bs)
+    metrics = report_test_split(model_path, name, spec.view, tta, manifest, data_dir, size, bs)
 
     card = {
         "name": name,
@@ -439,7 +439,7 @@ def train(
     return out
 
 
-def test_metrics(model_path: Path, name: str, view: str, test_time_augmentation: str | None,
+def report_test_split(model_path: Path, name: str, view: str, test_time_augmentation: str | None,
                  manifest: SplitManifest, data_dir: Path, size: int, batch_size: int) -> dict:
     """Metrics on the test split of exactly the file that ships, reloaded as the app loads it."""
     saved = keras.saving.load_model(model_path, compile=False, safe_mode=True)
