@@ -130,8 +130,9 @@ def make_soup(run_dirs: list[Path], data_dir: Path, models_dir: Path) -> Path:
     soup.save(model_path)
     log.info("%s: averaged %d runs into %s", name, len(run_dirs), model_path)
 
-    metrics = report_test_split(model_path, name, first["view"], first.get("test_time_augmentation"), manifest,
-                           data_dir, first["input_size"], first.get("hyperparameters", {}).get("batch_size", 32))
+    metrics = report_test_split(model_path, name, first["view"], first.get("test_time_augmentation"),
+                                manifest, data_dir, first["input_size"],
+                                first.get("hyperparameters", {}).get("batch_size", 32))
     runs = [_run_summary(folder, card) for folder, card in zip(run_dirs, cards)]
     card = {key: value for key, value in first.items() if key not in ("calibration", "ood", "lite")}
     card.update({
