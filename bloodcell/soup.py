@@ -136,7 +136,8 @@ def make_soup(run_dirs: list[Path], data_dir: Path, models_dir: Path) -> Path:
     runs = [_run_summary(folder, card) for folder, card in zip(run_dirs, cards)]
     card = {key: value for key, value in first.items() if key not in ("calibration", "ood", "lite")}
     card.update({
-        "description": first["description"] + f"; the average of {len(runs)} training runs",
+        "description": first["description"].rstrip(".") + f"; the weights averaged over {len(runs)} "
+                       "training runs of this recipe.",
         "file_sha256": sha256_file(model_path),
         "file_size_bytes": model_path.stat().st_size,
         "hyperparameters": {**first["hyperparameters"], "seed": [run["seed"] for run in runs]},
