@@ -22,10 +22,12 @@ RUN_DASHES = ("solid", "dash", "dot", "dashdot")
 def _add_curves(figure: go.Figure, history: list[dict], metric: str, prefix: str = "",
                 dash: str = "solid") -> None:
     epochs = [row["epoch"] for row in history]
+    # Markers on the first run only, so that a second run's dashes stay visible.
+    mode = "lines+markers" if dash == "solid" else "lines"
     figure.add_trace(go.Scatter(x=epochs, y=[row[metric] for row in history], name=f"{prefix}train {metric}",
-                                mode="lines+markers", line={"color": TRAIN_COLOUR, "dash": dash}))
+                                mode=mode, line={"color": TRAIN_COLOUR, "dash": dash}))
     figure.add_trace(go.Scatter(x=epochs, y=[row[f"val_{metric}"] for row in history],
-                                name=f"{prefix}validation {metric}", mode="lines+markers",
+                                name=f"{prefix}validation {metric}", mode=mode,
                                 line={"color": VAL_COLOUR, "dash": dash}))
     figure.add_trace(go.Scatter(x=epochs, y=[row["learning_rate"] for row in history],
                                 name=f"{prefix}learning rate", mode="lines",
@@ -54,7 +56,8 @@ def history_figure(history: list[dict], metric: str, best_epoch: int | None = No
             _add_curves(figure, rows, metric, f"run {run}: ", RUN_DASHES[index % len(RUN_DASHES)])
             best = _best_epoch(rows)
             figure.add_vline(x=best, line_dash=RUN_DASHES[index % len(RUN_DASHES)], line_color="green",
-                             annotation_text=f"run {run} best {best}", annotation_position="top left")
+                             annotation_text=f"run {run} best {best}",
+                             annotation_position="top left" if index % 2 == 0 else "bottom left")
         history = [row for row in history if row.get("run") == runs[0]]
     else:
         _add_curves(figure, history, metric)
