@@ -13,7 +13,7 @@ from bloodcell.cli import main
 from bloodcell.data import sha256_file
 from bloodcell.errors import BloodcellError
 from bloodcell.inference import Classifier
-from bloodcell.soup import average_weights, check_runs
+from bloodcell.soup import average_weights, check_runs, make_soup
 
 SEEDS = (11, 12)
 
@@ -90,6 +90,15 @@ def test_soup_refuses_what_cannot_be_averaged(soup_dirs, tiny_models_dir, tmp_pa
         check_runs([runs[0], other])
     with pytest.raises(BloodcellError, match="differ in shape"):
         average_weights([[np.zeros((2, 3))], [np.zeros((3, 2))]])
+
+
+def test_soup_removes_results_of_the_model_it_replaces(soup_dirs, drawn_dataset, tmp_path):
+    runs, _ = soup_dirs
+    (tmp_path / "cellfocus").mkdir()
+    (tmp_path / "cellfocus" / "audit.json").write_text("{}")
+    make_soup(runs, drawn_dataset, tmp_path)
+    assert not (tmp_path / "cellfocus" / "audit.json").exists()
+    assert (tmp_path / "cellfocus" / "model.keras").is_file()
 
 
 def test_soup_never_overwrites_one_of_its_runs(soup_dirs, drawn_dataset, capsys):
