@@ -31,8 +31,6 @@ from bloodcell.models import get_spec
 log = logging.getLogger("bloodcell")
 
 SOUP_METHOD = "uniform average of the weights of runs of one recipe (model soup, Wortsman et al. 2022)"
-# Results that belong to one model file and must not outlive it.
-STALE_FILES = ("audit.json", "cross_source.json")
 # Card fields that must agree between runs for their average to mean anything.
 MATCHING_FIELDS = ("name", "classes", "input_size", "view", "test_time_augmentation", "last_conv_layer")
 
@@ -104,7 +102,8 @@ def make_soup(run_dirs: list[Path], data_dir: Path, models_dir: Path) -> Path:
     """Average the runs in `run_dirs` into `models_dir/<name>/`, report on it, and return the folder."""
     import keras
 
-    from bloodcell.training import calibrate, fit_abstention, report_test_split, write_lite
+    from bloodcell.training import (calibrate, fit_abstention, remove_stale_results, report_test_split,
+                                    write_lite)
 
     run_dirs = [Path(folder) for folder in run_dirs]
     data_dir, models_dir = Path(data_dir), Path(models_dir)
@@ -129,11 +128,7 @@ def make_soup(run_dirs: list[Path], data_dir: Path, models_dir: Path) -> Path:
     soup.set_weights(average_weights([model.get_weights() for model in models]))
     model_path = out / MODEL_FILE
     model_path.parent.mkdir(parents=True, exist_ok=True)
-    # An audit or cross-source result left in the folder describes the model it replaces.
-    for stale in STALE_FILES:
-        if (out / stale).is_file():
-            (out / stale).unlink()
-            log.warning("%s: removed %s, which described the model this one replaces", name, out / stale)
+    remove_stale_results(out)
     soup.save(model_path)
     log.info("%s: averaged %d runs into %s", name, len(run_dirs), model_path)
 

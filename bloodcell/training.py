@@ -375,6 +375,7 @@ def train(
 
     out = models_dir / name
     model_path = out / MODEL_FILE
+    remove_stale_results(out)
     _export(model, model_path)
 
     tta = recipe.get("test_time_augmentation")
@@ -437,6 +438,22 @@ def train(
     calibrate(out, data_dir, manifest)
     fit_abstention(out, data_dir, manifest)
     return out
+
+
+# Results that belong to one model file and must not outlive it.
+STALE_RESULTS = ("audit.json", "cross_source.json")
+
+
+def remove_stale_results(model_dir: Path) -> None:
+    """Delete an audit or cross-source result left by the model about to be replaced.
+
+    They name one model file; beside a new one the Trust and Training pages
+    would show another model's figures.
+    """
+    for stale in STALE_RESULTS:
+        if (model_dir / stale).is_file():
+            (model_dir / stale).unlink()
+            log.warning("removed %s, which described the model being replaced", model_dir / stale)
 
 
 def report_test_split(model_path: Path, name: str, view: str, test_time_augmentation: str | None,

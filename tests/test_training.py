@@ -44,6 +44,17 @@ def test_saved_model_reloads_and_predicts_the_same(tiny_models_dir, drawn_datase
     assert classification_metrics(labels, predicted)["confusion_matrix"] == recorded["confusion_matrix"]
 
 
+def test_retraining_removes_results_of_the_model_it_replaces(drawn_dataset, tmp_path):
+    from bloodcell.training import train
+
+    (tmp_path / "cnn").mkdir()
+    for stale in ("audit.json", "cross_source.json"):
+        (tmp_path / "cnn" / stale).write_text("{}")
+    train("cnn", drawn_dataset, tmp_path, epochs=1, image_size=32, batch_size=8, verbose=0)
+    assert (tmp_path / "cnn" / "model.keras").is_file()
+    assert not (tmp_path / "cnn" / "audit.json").exists() and not (tmp_path / "cnn" / "cross_source.json").exists()
+
+
 def test_training_refuses_bad_epochs(drawn_dataset, tmp_path):
     from bloodcell.training import train
 
