@@ -15,7 +15,6 @@ validation splits (bloodcell.training).
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 from datetime import datetime, timezone
@@ -25,7 +24,7 @@ import numpy as np
 
 from bloodcell.data import load_manifest, manifest_path, sha256_file
 from bloodcell.errors import BloodcellError
-from bloodcell.inference import CARD_FILE, HISTORY_FILE, METRICS_FILE, MODEL_FILE, read_json
+from bloodcell.inference import CARD_FILE, HISTORY_FILE, MODEL_FILE, read_json
 from bloodcell.models import get_spec
 
 log = logging.getLogger("bloodcell")
@@ -102,8 +101,7 @@ def make_soup(run_dirs: list[Path], data_dir: Path, models_dir: Path) -> Path:
     """Average the runs in `run_dirs` into `models_dir/<name>/`, report on it, and return the folder."""
     import keras
 
-    from bloodcell.training import (calibrate, fit_abstention, remove_stale_results, report_test_split,
-                                    write_lite)
+    from bloodcell.training import finish_model_folder, remove_stale_results, report_test_split
 
     run_dirs = [Path(folder) for folder in run_dirs]
     data_dir, models_dir = Path(data_dir), Path(models_dir)
@@ -156,10 +154,4 @@ def make_soup(run_dirs: list[Path], data_dir: Path, models_dir: Path) -> Path:
     })
     histories = [read_json(folder / HISTORY_FILE) if (folder / HISTORY_FILE).is_file() else []
                  for folder in run_dirs]
-    (out / HISTORY_FILE).write_text(json.dumps(soup_history(histories), indent=1) + "\n")
-    (out / METRICS_FILE).write_text(json.dumps(metrics, indent=1) + "\n")
-    (out / CARD_FILE).write_text(json.dumps(card, indent=1) + "\n")
-    write_lite(out)
-    calibrate(out, data_dir, manifest)
-    fit_abstention(out, data_dir, manifest)
-    return out
+    return finish_model_folder(out, soup_history(histories), metrics, card, data_dir, manifest)

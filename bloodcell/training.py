@@ -431,6 +431,12 @@ def train(
                          "n": metrics["n"]},
         "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    return finish_model_folder(out, history, metrics, card, data_dir, manifest)
+
+
+def finish_model_folder(out: Path, history: list[dict], metrics: dict, card: dict, data_dir: Path,
+                        manifest: SplitManifest) -> Path:
+    """Write a new model's history, metrics and card, then its LiteRT copy, temperature and outlier check."""
     (out / HISTORY_FILE).write_text(json.dumps(history, indent=1) + "\n")
     (out / METRICS_FILE).write_text(json.dumps(metrics, indent=1) + "\n")
     (out / CARD_FILE).write_text(json.dumps(card, indent=1) + "\n")
