@@ -56,9 +56,13 @@ def check_runs(run_dirs: list[Path]) -> list[dict]:
     for folder in run_dirs:
         if not (folder / MODEL_FILE).is_file() or not (folder / CARD_FILE).is_file():
             raise BloodcellError(f"{folder} is not a model folder ({MODEL_FILE} and {CARD_FILE} expected)")
-        cards.append(read_json(folder / CARD_FILE))
+        card = read_json(folder / CARD_FILE)
+        if card.get("soup"):
+            raise BloodcellError(f"{folder} is already an average of runs; pass its runs instead, so that "
+                                 "each run counts once")
+        cards.append(card)
     first = cards[0]
-    if get_spec(first["name"]).backbone != "mobilenetv2":
+    if get_spec(str(first.get("name"))).backbone != "mobilenetv2":
         raise BloodcellError(f"{first['name']} trains from random weights, so its runs share no starting "
                              "point and their average is not a model; only fine-tuned MobileNetV2 runs "
                              "can be averaged")
@@ -77,7 +81,8 @@ def check_runs(run_dirs: list[Path]) -> list[dict]:
             raise BloodcellError(f"{folder} started from other ImageNet weights than {run_dirs[0]}")
     seeds = [card.get("hyperparameters", {}).get("seed") for card in cards]
     files = [card.get("file_sha256") for card in cards]
-    if len(set(files)) < len(files) or len(set(seeds)) < len(seeds):
+    known_seeds = [seed for seed in seeds if seed is not None]
+    if len(set(files)) < len(files) or len(set(known_seeds)) < len(known_seeds):
         raise BloodcellError(f"the runs must differ: seeds {seeds}; the same run twice is not a soup")
     return cards
 

@@ -76,6 +76,8 @@ def test_soup_refuses_what_cannot_be_averaged(soup_dirs, tiny_models_dir, tmp_pa
         check_runs([runs[0], runs[0]])
     with pytest.raises(BloodcellError, match="random weights"):
         check_runs([tiny_models_dir / "cnn", tiny_models_dir / "cnn"])
+    with pytest.raises(BloodcellError, match="already an average"):
+        check_runs([runs[0], soup_dirs[1] / "cellfocus"])
     with pytest.raises(BloodcellError, match="not a model folder"):
         check_runs([runs[0], tmp_path])
     other = tmp_path / "other" / "cellfocus"
