@@ -38,7 +38,8 @@ from bloodcell.abstention import NOT_A_CELL, OK
 from bloodcell.cellmask import CellMask, find_cell
 from bloodcell.cellview import view_and_mask
 from bloodcell.config import CLASS_NAMES, SOURCE_LAB, other_lab
-from bloodcell.counterfactual import COUNTERFACTUAL_PARTS, LOOK_IMAGES, LOOK_SEED, counterfactual_of, lab_looks
+from bloodcell.counterfactual import (COUNTERFACTUAL_PARTS, LOOK_IMAGES, LOOK_SEED, counterfactual_of, lab_looks,
+                                      magnification_ruler)
 from bloodcell.data import load_or_create_manifest
 from bloodcell.errors import BloodcellError
 from bloodcell.evaluation import collect_labelled_images
@@ -248,6 +249,7 @@ def run_audit(model: str, data_dir: Path, models_dir: str | Path | None = None,
                                                                 replace=False))]
     log.info("auditing %s on %d test images", classifier.name, len(test_pairs))
     looks = lab_looks(manifest, data_dir)
+    ruler = magnification_ruler(looks)
 
     labels, original, counterfactual, heat_shares, area_shares, flagged = [], [], [], [], [], []
     part_predictions: dict[str, list[int]] = {part: [] for part in COUNTERFACTUAL_PARTS}
@@ -269,7 +271,7 @@ def run_audit(model: str, data_dir: Path, models_dir: str | Path | None = None,
         flagged.append(prediction.verdict() != OK)
 
         # The full twin first, then one twin per part of the look.
-        twins = [counterfactual_of(image, label, looks, index, mask, part)
+        twins = [counterfactual_of(image, label, looks, index, mask, part, ruler)
                  for part in (None, *COUNTERFACTUAL_PARTS)]
         twins_probabilities = classifier.predict_proba(
             np.stack([classifier_input(classifier, twin) for twin in twins]))
@@ -312,7 +314,7 @@ def run_audit(model: str, data_dir: Path, models_dir: str | Path | None = None,
         "counterfactual": {
             "description": "each test image's cell re-stained to the other lab's average cell colours "
                            "(Reinhard transfer in LAB), scaled to the other lab's magnification (the ratio "
-                           "of the labs' median cell size in the frame), blurred or sharpened to the other "
+                           f"of the labs' median {ruler[:-1]} size in the frame), blurred or sharpened to the other "
                            "lab's fine detail (the ratio of the labs' median detail inside the cell), and "
                            "its background outside the "
                            f"cell mask replaced by an empty field from one of {LOOK_IMAGES} training images "
@@ -322,6 +324,8 @@ def run_audit(model: str, data_dir: Path, models_dir: str | Path | None = None,
             "changed_predictions": float(np.mean(np.asarray(original) != np.asarray(counterfactual))),
             "lab_stains": {lab: look.cell_stain.to_dict() for lab, look in looks.items()},
             "lab_cell_sizes": {lab: look.cell_size for lab, look in looks.items()},
+            "lab_red_cell_sizes": {lab: look.red_cell_size for lab, look in looks.items()},
+            "magnification_by": ruler,
             "lab_cell_details": {lab: look.detail for lab, look in looks.items()},
         },
     }

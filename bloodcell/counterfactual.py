@@ -4,8 +4,8 @@ If a model reads the lab instead of the cell, its answer changes when only
 the lab's signature changes. So each test image is rebuilt with the other
 lab's look and nothing else: its white cell re-stained to the other lab's
 average cell colours (Reinhard transfer in LAB), shown at the other lab's
-magnification (scaled by the ratio of the two labs' typical cell size in the
-frame) and sharpness (blurred or sharpened by the ratio of the two labs'
+magnification (scaled by the ratio of the two labs' typical red-cell size in
+the frame: red cells are the same size in every smear) and sharpness (blurred or sharpened by the ratio of the two labs'
 typical fine detail), and everything outside the cell mask replaced by a
 field from one of the other lab's training images (whose own white cell is
 painted over with its background colour). A model that looks at the cell
@@ -14,7 +14,8 @@ keeps its answer.
 The audit builds these twins to test a model; the twins recipe
 (bloodcell.pipeline.make_dataset's `twin_share`) trains on them, with the
 same looks (lab_looks), so that nothing in the two labs' looks is worth
-learning.
+learning (its twins take the magnification by the white cells' ratio, as
+celltwin was trained, before red cells were measured).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from bloodcell.cellmask import CellMask, find_cell
 from bloodcell.config import SOURCE_LAB, other_lab
 from bloodcell.data import SplitManifest
 from bloodcell.imaging import read_image
+from bloodcell.redcells import red_cell_diameters
 from bloodcell.stain import StainStats, average_stats, stain_stats, transfer_stain
 
 
@@ -41,6 +43,9 @@ class LabLook:
     backgrounds: list[np.ndarray]  # RGB uint8 fields with the white cell removed
     cell_size: float = 0.5  # median of the cell's longer side over the image's shorter side
     detail: float | None = None  # median cell_detail of its cells; None: not measured
+    # median diameter of its isolated red cells over the image's shorter side
+    # (bloodcell.redcells); None: no red cell measured
+    red_cell_size: float | None = None
 
 
 # Training images per lab used to measure its look (stain, empty fields, cell
@@ -49,6 +54,14 @@ LOOK_IMAGES = 40
 LOOK_SEED = 7
 # The parts of a lab's look the counterfactual swaps, each also swapped on its own.
 COUNTERFACTUAL_PARTS = ("stain", "field", "magnification", "sharpness")
+# What the other lab's magnification is measured by. Red cells are the same
+# size everywhere, so their ratio is the scanners' (0.81, Barcelona over
+# Munich); the white cells' ratio (0.76) also carries the two labs' different
+# classes. The audit uses red cells; celltwin was trained on twins zoomed by
+# white cells (bloodcell.pipeline), and keeps that.
+BY_RED_CELLS = "red cells"
+BY_WHITE_CELLS = "white cells"
+MAGNIFICATION_RULERS = (BY_RED_CELLS, BY_WHITE_CELLS)
 
 # cell_detail ignores a rim this many pixels wide inside the mask: the cell's
 # outline against the background is an edge, not detail.
@@ -120,8 +133,10 @@ def lab_look(images: list[Image.Image], fields: int = 8) -> LabLook:
     backgrounds = [empty_field(im, m) for im, m in list(zip(images, masks))[:fields]]
     sizes = [_cell_size(m) for m in masks if m.found]
     details = [cell_detail(np.asarray(im.convert("RGB")), m.cell) for im, m in zip(images, masks) if m.found]
+    red_cells = [d for im, m in zip(images, masks) for d in red_cell_diameters(im, m)]
     return LabLook(average_stats(stains), backgrounds, float(np.median(sizes)) if sizes else 0.5,
-                   float(np.median(details)) if details else None)
+                   float(np.median(details)) if details else None,
+                   float(np.median(red_cells)) if red_cells else None)
 
 
 def _cell_size(mask: CellMask) -> float:
@@ -183,17 +198,35 @@ def lab_looks(manifest: SplitManifest, data_dir: Path, seed: int = LOOK_SEED) ->
     return looks
 
 
+def magnification_ruler(looks: dict[str, LabLook], ruler: str = BY_RED_CELLS) -> str:
+    """`ruler` if every look measured it; white cells (always measured) otherwise."""
+    if ruler not in MAGNIFICATION_RULERS:
+        raise ValueError(f"unknown magnification ruler {ruler!r} (expected one of {MAGNIFICATION_RULERS})")
+    if ruler == BY_RED_CELLS and all(look.red_cell_size for look in looks.values()):
+        return BY_RED_CELLS
+    return BY_WHITE_CELLS
+
+
+def lab_zoom(own: LabLook, other: LabLook, ruler: str = BY_RED_CELLS) -> float:
+    """The factor that takes a cell from `own` lab's magnification to `other`'s, measured by `ruler`."""
+    if magnification_ruler({"own": own, "other": other}, ruler) == BY_RED_CELLS:
+        return other.red_cell_size / own.red_cell_size
+    return other.cell_size / own.cell_size
+
+
 def counterfactual_of(image: Image.Image, label: str, looks: dict[str, LabLook], field_index: int,
-                      mask: CellMask | None = None, part: str | None = None) -> Image.Image:
+                      mask: CellMask | None = None, part: str | None = None,
+                      ruler: str = BY_RED_CELLS) -> Image.Image:
     """The counterfactual twin of an image of class `label`: its cell as the other lab shows it.
 
     With `part` (one of COUNTERFACTUAL_PARTS) only that part of the other
     lab's look is taken; the rest stays the image's own lab's, so each cue's
-    share of the drop can be told apart.
+    share of the drop can be told apart. `ruler` says what the magnification
+    is measured by (MAGNIFICATION_RULERS; see magnification_ruler).
     """
     other, own = looks[other_lab(label)], looks[SOURCE_LAB[label]]
     detail_ratio = other.detail / own.detail if other.detail and own.detail else None
-    zoom = other.cell_size / own.cell_size
+    zoom = lab_zoom(own, other, ruler)
     if part is None:
         return as_other_lab(image, other, field_index, mask, zoom=zoom, detail_ratio=detail_ratio)
     if part == "stain":

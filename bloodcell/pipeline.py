@@ -16,7 +16,7 @@ import tensorflow as tf
 from bloodcell.cellmask import find_cell
 from bloodcell.cellview import BACKGROUND_GREY, DETAIL_CEILING, VIEW_MIN_BOX_FRACTION, view_zoom
 from bloodcell.config import CLASS_NAMES, LAB_CELL_SIZE, SOURCE_LAB, other_lab
-from bloodcell.counterfactual import LabLook, counterfactual_of
+from bloodcell.counterfactual import BY_WHITE_CELLS, LabLook, counterfactual_of
 from bloodcell.imaging import CELL_VIEWS, FULL_VIEW, GREY_CELL_VIEW, load_model_input, read_image, to_model_input
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -248,7 +248,9 @@ def _decode_with_twin(size: int, view: str, looks: dict[str, LabLook]):
     def load_pair(path: bytes, label: np.int32, index: np.int32) -> tuple[np.ndarray, np.ndarray]:
         image = read_image(path.decode())
         mask = find_cell(image)
-        twin = counterfactual_of(image, CLASS_NAMES[int(label)], looks, int(index), mask)
+        # celltwin's twins: the magnification by the white cells' ratio, as it
+        # was trained before the audit measured it by red cells.
+        twin = counterfactual_of(image, CLASS_NAMES[int(label)], looks, int(index), mask, ruler=BY_WHITE_CELLS)
         return to_model_input(image, size, view, mask), to_model_input(twin, size, view)
 
     def mapper(path, label, index):

@@ -8,7 +8,7 @@ from bloodcell.audit import (counterfactual_class_rows, counterfactual_part_rows
 from bloodcell.cells import DISPLAY_NAMES
 from bloodcell.charts import audit_figure, interval_figure
 from bloodcell.config import DEFAULT_MODEL, SOURCE_LAB, resolve_cross_source_dir
-from bloodcell.counterfactual import counterfactual_of
+from bloodcell.counterfactual import BY_WHITE_CELLS, counterfactual_of
 from bloodcell.errors import ImageReadError
 from bloodcell.explain import overlay
 from bloodcell.imaging import read_image
@@ -182,7 +182,9 @@ def show_examples(name: str, report: dict) -> None:
             image = read_image(path)
             if kind == "counterfactual_flip":
                 looks = load_lab_looks(str(data_dir()), str(models_dir()))
-                image = counterfactual_of(image, example["true"], looks, example["field_index"])
+                # Audits from before red cells were measured zoomed by the white cells.
+                ruler = report["counterfactual"].get("magnification_by", BY_WHITE_CELLS)
+                image = counterfactual_of(image, example["true"], looks, example["field_index"], ruler=ruler)
             result = service.analyse(example["path"], image)
             st.image(overlay(image, result.heatmap, HEATMAP_OPACITY, 320, box=result.view_box),
                      width="stretch",

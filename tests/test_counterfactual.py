@@ -99,7 +99,7 @@ def test_twin_takes_the_other_labs_detail():
 def test_counterfactual_parts_swap_one_part_of_the_look_each():
     looks = {"PBC Barcelona": lab_look([draw_field("peach", seed=s)[0] for s in range(4)]),
              "Munich AML": lab_look([draw_field("blue-white", seed=s)[0] for s in range(4, 8)])}
-    looks["Munich AML"].cell_size = looks["PBC Barcelona"].cell_size * 1.4
+    looks["Munich AML"].red_cell_size = looks["PBC Barcelona"].red_cell_size * 1.4
     image, _ = draw_field("peach", seed=9)
     mask = find_cell(image)
 
@@ -117,7 +117,7 @@ def test_counterfactual_parts_swap_one_part_of_the_look_each():
     assert np.abs(stain(fielded) - barcelona).max() < 3
     assert np.abs(corner(fielded) - LOOKS["blue-white"]["background"]).max() < 8
     zoomed = counterfactual_of(image, "basophil", looks, 0, mask, part="magnification")
-    # Munich cells are drawn larger in the frame here, so a Barcelona cell grows.
+    # Munich's red cells are larger in the frame here, so a Barcelona cell grows.
     assert find_cell(zoomed).cell.sum() > 1.5 * mask.cell.sum()
     with pytest.raises(ValueError, match="unknown counterfactual part"):
         counterfactual_of(image, "basophil", looks, 0, mask, part="scanner")

@@ -237,7 +237,7 @@ def test_choose_twins_takes_the_share_asked():
 def test_twin_dataset_gives_each_images_counterfactual_twin(drawn_dataset):
     """With every view a twin, the dataset yields the audit's counterfactual of each image, as an upload would."""
     from bloodcell.cellmask import find_cell
-    from bloodcell.counterfactual import counterfactual_of, lab_looks
+    from bloodcell.counterfactual import BY_WHITE_CELLS, counterfactual_of, lab_looks
     from bloodcell.data import build_manifest, scan_dataset
     from bloodcell.imaging import CELL_VIEW, read_image, to_model_input
 
@@ -250,7 +250,7 @@ def test_twin_dataset_gives_each_images_counterfactual_twin(drawn_dataset):
     assert got_labels.numpy().tolist() == labels
     for index, ((path, label), image) in enumerate(zip(pairs, images.numpy())):
         photo = read_image(path)
-        twin = counterfactual_of(photo, label, looks, index, find_cell(photo))
+        twin = counterfactual_of(photo, label, looks, index, find_cell(photo), ruler=BY_WHITE_CELLS)
         np.testing.assert_array_equal(image, to_model_input(twin, 32, CELL_VIEW))
         assert np.abs(image - to_model_input(photo, 32, CELL_VIEW)).mean() > 1
     plain, _ = next(iter(make_dataset([p for p, _ in pairs], labels, 32, batch_size=4, view=CELL_VIEW,

@@ -1,0 +1,73 @@
+"""Red cells as a ruler: measured on drawn fields whose red cells have a known size."""
+
+import numpy as np
+import pytest
+from drawn_fields import LOOKS, draw_field, photographed_smaller
+from PIL import Image, ImageDraw
+
+from bloodcell.config import SOURCE_LAB
+from bloodcell.counterfactual import (BY_RED_CELLS, BY_WHITE_CELLS, lab_look, lab_zoom, lab_looks,
+                                      magnification_ruler)
+from bloodcell.redcells import red_cell_diameters
+
+# draw_field's red cells: radius 0.09 of the side.
+DRAWN_DIAMETER = 0.18
+
+
+@pytest.mark.parametrize("look", sorted(LOOKS))
+def test_isolated_red_cells_measure_their_drawn_diameter(look):
+    image, _ = draw_field(look, seed=3)
+    diameters = red_cell_diameters(image)
+    assert len(diameters) >= 3
+    assert np.allclose(diameters, DRAWN_DIAMETER, rtol=0.04)
+
+
+def test_touching_cut_and_tiny_blobs_are_not_red_cells():
+    colours = LOOKS["peach"]
+    image = Image.new("RGB", (360, 360), colours["background"])
+    draw = ImageDraw.Draw(image)
+    r = 32
+    draw.ellipse([40 - r, 60 - r, 40 + r, 60 + r], fill=colours["red_cell"])      # lone: measured
+    draw.ellipse([200 - r, 60 - r, 200 + r, 60 + r], fill=colours["red_cell"])    # two touching
+    draw.ellipse([258 - r, 60 - r, 258 + r, 60 + r], fill=colours["red_cell"])
+    draw.ellipse([-20, 200, -20 + 2 * r, 200 + 2 * r], fill=colours["red_cell"])  # cut by the edge
+    draw.ellipse([150, 250, 160, 260], fill=colours["red_cell"])                  # a platelet
+    assert np.allclose(red_cell_diameters(image), (2 * r + 1) / 360, rtol=0.03)
+
+
+def test_a_blank_field_has_no_red_cells():
+    assert red_cell_diameters(Image.new("RGB", (200, 200), LOOKS["peach"]["background"])) == []
+
+
+def test_the_zoom_between_two_labs_follows_their_red_cells():
+    """A lab photographing at 0.8 of the other's magnification: the red cells give the ratio."""
+    sharp = [draw_field("peach", seed=seed)[0] for seed in range(6)]
+    far = [photographed_smaller(image, 0.8, "blue-white") for image in
+           (draw_field("blue-white", seed=seed)[0] for seed in range(6))]
+    near_look, far_look = lab_look(sharp), lab_look(far)
+    assert near_look.red_cell_size == pytest.approx(DRAWN_DIAMETER, rel=0.04)
+    assert lab_zoom(near_look, far_look) == pytest.approx(0.8, rel=0.04)
+    assert lab_zoom(far_look, near_look, BY_WHITE_CELLS) == pytest.approx(
+        near_look.cell_size / far_look.cell_size)
+
+
+def test_without_red_cells_the_ruler_is_the_white_cells():
+    looks = {"a": lab_look([draw_field("peach")[0]]), "b": lab_look([draw_field("blue-white")[0]])}
+    assert magnification_ruler(looks) == BY_RED_CELLS
+    looks["b"].red_cell_size = None
+    assert magnification_ruler(looks) == BY_WHITE_CELLS
+    assert lab_zoom(looks["a"], looks["b"]) == looks["b"].cell_size / looks["a"].cell_size
+    with pytest.raises(ValueError, match="ruler"):
+        magnification_ruler(looks, "platelets")
+
+
+def test_the_labs_red_cells_differ_less_than_their_white_cells(real_data):
+    """The two labs' white cells differ in size by more than their magnifications do."""
+    from bloodcell.data import build_manifest, scan_dataset
+
+    looks = lab_looks(build_manifest(scan_dataset(real_data)), real_data)
+    barcelona, munich = looks["PBC Barcelona"], looks["Munich AML"]
+    assert set(looks) == set(SOURCE_LAB.values())
+    # Measured on all training images: 0.203 and 0.249 of the side, a ratio of 0.82.
+    assert 0.19 < barcelona.red_cell_size < 0.22 and 0.23 < munich.red_cell_size < 0.27
+    assert lab_zoom(munich, barcelona) > lab_zoom(munich, barcelona, BY_WHITE_CELLS) + 0.03
