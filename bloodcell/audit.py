@@ -444,7 +444,8 @@ def format_audit(report: dict) -> str:
                  f"vs {cf['original_accuracy']:.2%} ({cf['drop_points']:+.1f} points drop"
                  + (f", 95% interval {drop[0]:+.1f} to {drop[1]:+.1f})" if drop else ")"))
     for part, entry in cf.get("parts", {}).items():
-        lines.append(f"    {part + ' alone':<31}{entry['accuracy']:.2%}")
+        ruler = f" (measured by {cf['magnification_by']})" if part == "magnification" and "magnification_by" in cf else ""
+        lines.append(f"    {part + ' alone':<31}{entry['accuracy']:.2%}{ruler}")
     if report.get("trained_on_twins"):
         lines.append("    (trained on counterfactual twins: this drop is not independent evidence; "
                      "the cross-source cells are)")

@@ -156,6 +156,10 @@ def test_audit_breaks_the_counterfactual_down_by_part_and_class_and_counts_unfla
     assert cross["accuracy_when_answered"] is None or 0 <= cross["accuracy_when_answered"] <= 1
     parts = report["counterfactual"]["parts"]
     assert set(parts) == set(COUNTERFACTUAL_PARTS)
+    # The drawn fields' red cells are the ruler for the magnification, and the report says so.
+    assert report["counterfactual"]["magnification_by"] == "red cells"
+    assert all(size > 0 for size in report["counterfactual"]["lab_red_cell_sizes"].values())
+    assert "magnification alone" in format_audit(report) and "(measured by red cells)" in format_audit(report)
     assert all(0 <= entry["accuracy"] <= 1 for entry in parts.values())
     part_rows = counterfactual_part_rows({"cnn": report})
     assert [r["swapped"] for r in part_rows] == [*COUNTERFACTUAL_PARTS, "all together"]
@@ -190,13 +194,15 @@ def test_audit_limit_is_recorded(tiny_models_dir, drawn_dataset):
 
 
 def test_shipped_audits_match_the_files_and_the_default_model_holds_its_figures(shipped_models):
-    """Each audit was measured on the very model file that ships. The default model keeps the
-    targets it meets (test accuracy, abstention) and beats the whole-image models on every
-    shortcut check. Short of the targets: its counterfactual drop (2.5 points, 2 aimed for) and
-    its cross-source accuracy (27%, 90% aimed for); the bounds below hold it to the figures the
-    README reports. The other cell-view models are not the default: by the rules written before
-    they were trained, the grey one misses the test target and the filled one the counterfactual."""
-    from bloodcell.config import DEFAULT_MODEL, MODEL_NAMES, TARGET_MAX_TEST_FLAGGED, TARGET_TEST_ACCURACY
+    """Each audit was measured on the very model file that ships, with the counterfactual's
+    magnification measured by red cells. The default model keeps the targets it meets (test
+    accuracy, abstention) and beats the whole-image models on every shortcut check. Short of the
+    targets: its counterfactual drop (2.8 points, 2 aimed for) and its cross-source accuracy
+    (27%, 90% aimed for); the bounds below hold it to the figures the README reports. The other
+    cell-view models are not the default: by the rules written before they were trained, each
+    would have had to meet every target, and each misses the test or the counterfactual one."""
+    from bloodcell.config import (DEFAULT_MODEL, MODEL_NAMES, TARGET_MAX_DROP_POINTS, TARGET_MAX_TEST_FLAGGED,
+                                  TARGET_TEST_ACCURACY)
     from bloodcell.data import sha256_file
     from bloodcell.imaging import FULL_VIEW
 
@@ -205,6 +211,7 @@ def test_shipped_audits_match_the_files_and_the_default_model_holds_its_figures(
         assert report is not None and not report["limited"], name
         assert report["model_sha256"] == sha256_file(shipped_models / name / "model.keras"), name
         assert "shape_baseline" in report, name
+        assert report["counterfactual"]["magnification_by"] == "red cells", name
         cf, n = report["counterfactual"], report["test_images"]
         counts = cf["paired_counts"]  # what the drop's interval is computed from
         assert sum(counts.values()) == n, name
@@ -213,7 +220,7 @@ def test_shipped_audits_match_the_files_and_the_default_model_holds_its_figures(
             round(cf["counterfactual_accuracy"] * n), name
     best = audits[DEFAULT_MODEL]
     assert best["test_accuracy"] >= TARGET_TEST_ACCURACY
-    assert best["counterfactual"]["drop_points"] <= 2.6
+    assert best["counterfactual"]["drop_points"] <= 2.9
     assert best["abstention"]["test_flagged"] <= TARGET_MAX_TEST_FLAGGED
     assert best["abstention"]["probes_flagged_as_not_a_cell"] == 1.0
     # The label-blind baselines: colour reads the lab (high on test, nothing on the other lab's
@@ -229,8 +236,9 @@ def test_shipped_audits_match_the_files_and_the_default_model_holds_its_figures(
             assert best["counterfactual"]["drop_points"] < other["counterfactual"]["drop_points"]
             assert best["cross_source"]["accuracy"] > other["cross_source"]["accuracy"]
             assert best["gradcam_on_cell"]["mean_share_on_cell"] > other["gradcam_on_cell"]["mean_share_on_cell"]
-        else:  # another cell-view model: it misses a target the default meets
-            assert other["test_accuracy"] < TARGET_TEST_ACCURACY or other["counterfactual"]["drop_points"] > 2.6, name
+        else:  # another cell-view model: it misses the test or the counterfactual target
+            assert other["test_accuracy"] < TARGET_TEST_ACCURACY or \
+                other["counterfactual"]["drop_points"] > TARGET_MAX_DROP_POINTS, name
 
 
 def test_real_test_cells_are_rarely_flagged(shipped_models, real_data):
