@@ -314,7 +314,8 @@ def run_audit(model: str, data_dir: Path, models_dir: str | Path | None = None,
         "counterfactual": {
             "description": "each test image's cell re-stained to the other lab's average cell colours "
                            "(Reinhard transfer in LAB), scaled to the other lab's magnification (the ratio "
-                           f"of the labs' median {ruler[:-1]} size in the frame), blurred or sharpened to the other "
+                           f"of the labs' median {ruler.replace(' cells', '-cell')} size in the frame), blurred or "
+                           "sharpened to the other "
                            "lab's fine detail (the ratio of the labs' median detail inside the cell), and "
                            "its background outside the "
                            f"cell mask replaced by an empty field from one of {LOOK_IMAGES} training images "
@@ -444,8 +445,9 @@ def format_audit(report: dict) -> str:
                  f"vs {cf['original_accuracy']:.2%} ({cf['drop_points']:+.1f} points drop"
                  + (f", 95% interval {drop[0]:+.1f} to {drop[1]:+.1f})" if drop else ")"))
     for part, entry in cf.get("parts", {}).items():
-        ruler = f" (measured by {cf['magnification_by']})" if part == "magnification" and "magnification_by" in cf else ""
-        lines.append(f"    {part + ' alone':<31}{entry['accuracy']:.2%}{ruler}")
+        ruler = cf.get("magnification_by") if part == "magnification" else None
+        lines.append(f"    {part + ' alone':<31}{entry['accuracy']:.2%}"
+                     + (f" (measured by {ruler})" if ruler else ""))
     if report.get("trained_on_twins"):
         lines.append("    (trained on counterfactual twins: this drop is not independent evidence; "
                      "the cross-source cells are)")

@@ -31,6 +31,9 @@ SOURCE_LAB: dict[str, str] = {
 # image's shorter side, bloodcell.counterfactual's measure), over all 3,148
 # training images where a cell was found: the labs photograph at different
 # magnifications, so a cell's size in the frame says which lab took it.
+# Their ratio (0.76) also carries the labs' different classes; the scanners'
+# own ratio, measured by red cells, is 0.82 (bloodcell.redcells). The
+# cellfocus recipes' magnification transfer was trained with these values.
 LAB_CELL_SIZE: dict[str, float] = {"PBC Barcelona": 0.425, "Munich AML": 0.562}
 
 

@@ -5,8 +5,9 @@ the lab's signature changes. So each test image is rebuilt with the other
 lab's look and nothing else: its white cell re-stained to the other lab's
 average cell colours (Reinhard transfer in LAB), shown at the other lab's
 magnification (scaled by the ratio of the two labs' typical red-cell size in
-the frame: red cells are the same size in every smear) and sharpness (blurred or sharpened by the ratio of the two labs'
-typical fine detail), and everything outside the cell mask replaced by a
+the frame: red cells are the same size in every smear) and sharpness
+(blurred or sharpened by the ratio of the two labs' typical fine detail),
+and everything outside the cell mask replaced by a
 field from one of the other lab's training images (whose own white cell is
 painted over with its background colour). A model that looks at the cell
 keeps its answer.

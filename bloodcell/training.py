@@ -214,8 +214,7 @@ TEXTURE_AUGMENTATION = ("{share:.0%} of views given a random convolution (kernel
 
 TWIN_AUGMENTATION = ("{share:.0%} of views, drawn afresh each batch, replaced by the cell view of the "
                      "image's counterfactual twin as the other lab would show it (stain, field, magnification "
-                     "by the labs' white-cell sizes, and sharpness; bloodcell.counterfactual.counterfactual_of "
-                     "with the audit's lab looks), "
+                     "and sharpness; bloodcell.counterfactual.counterfactual_of with the audit's lab looks), "
                      "before the other augmentations")
 
 MAGNIFICATION_AUGMENTATION = ("{share:.0%} of views zoomed about their centre by a factor drawn log-uniformly "

@@ -16,7 +16,8 @@ from bloodcell.audit import (AUDIT_FILE, COUNTERFACTUAL_PARTS, baseline_rows, co
                              per_class_accuracy, probe_images, run_audit, shape_baseline, summary_rows,
                              uncertainty_rows)
 from bloodcell.cellmask import find_cell
-from bloodcell.config import CLASS_NAMES
+from bloodcell.config import CLASS_NAMES, SOURCE_LAB
+from bloodcell.counterfactual import MAGNIFICATION_RULERS
 from bloodcell.silhouette import shape_features, silhouette
 from drawn_fields import draw_field
 
@@ -156,10 +157,11 @@ def test_audit_breaks_the_counterfactual_down_by_part_and_class_and_counts_unfla
     assert cross["accuracy_when_answered"] is None or 0 <= cross["accuracy_when_answered"] <= 1
     parts = report["counterfactual"]["parts"]
     assert set(parts) == set(COUNTERFACTUAL_PARTS)
-    # The drawn fields' red cells are the ruler for the magnification, and the report says so.
-    assert report["counterfactual"]["magnification_by"] == "red cells"
-    assert all(size > 0 for size in report["counterfactual"]["lab_red_cell_sizes"].values())
-    assert "magnification alone" in format_audit(report) and "(measured by red cells)" in format_audit(report)
+    # What the magnification was measured by is recorded, and shown beside its part.
+    ruler = report["counterfactual"]["magnification_by"]
+    assert ruler in MAGNIFICATION_RULERS
+    assert set(report["counterfactual"]["lab_red_cell_sizes"]) == set(SOURCE_LAB.values())
+    assert f"(measured by {ruler})" in format_audit(report)
     assert all(0 <= entry["accuracy"] <= 1 for entry in parts.values())
     part_rows = counterfactual_part_rows({"cnn": report})
     assert [r["swapped"] for r in part_rows] == [*COUNTERFACTUAL_PARTS, "all together"]

@@ -8,7 +8,7 @@ from PIL import Image, ImageDraw
 from bloodcell.config import SOURCE_LAB
 from bloodcell.counterfactual import (BY_RED_CELLS, BY_WHITE_CELLS, lab_look, lab_zoom, lab_looks,
                                       magnification_ruler)
-from bloodcell.redcells import red_cell_diameters
+from bloodcell.redcells import lab_red_cell_sizes, red_cell_diameters
 
 # draw_field's red cells: radius 0.09 of the side.
 DRAWN_DIAMETER = 0.18
@@ -71,3 +71,24 @@ def test_the_labs_red_cells_differ_less_than_their_white_cells(real_data):
     # Measured on all training images: 0.203 and 0.249 of the side, a ratio of 0.82.
     assert 0.19 < barcelona.red_cell_size < 0.22 and 0.23 < munich.red_cell_size < 0.27
     assert lab_zoom(munich, barcelona) > lab_zoom(munich, barcelona, BY_WHITE_CELLS) + 0.03
+
+
+
+def test_each_labs_red_cells_are_measured_on_its_training_images(tmp_path):
+    """Munich's fields drawn at 0.8 of Barcelona's magnification: its red cells measure 0.8 as large."""
+    from bloodcell.config import CLASS_NAMES
+    from bloodcell.data import build_manifest, scan_dataset
+
+    for index, label in enumerate(CLASS_NAMES):
+        (tmp_path / label).mkdir()
+        for seed in range(index * 10, index * 10 + 5):
+            if SOURCE_LAB[label] == "PBC Barcelona":
+                image = draw_field("peach", seed=seed)[0]
+            else:
+                image = photographed_smaller(draw_field("blue-white", seed=seed)[0], 0.8, "blue-white")
+            image.save(tmp_path / label / f"{seed}.png")
+    manifest = build_manifest(scan_dataset(tmp_path))
+    sizes = lab_red_cell_sizes(manifest, tmp_path)
+    assert sizes["PBC Barcelona"] == pytest.approx(DRAWN_DIAMETER, rel=0.04)
+    assert sizes["Munich AML"] == pytest.approx(0.8 * DRAWN_DIAMETER, rel=0.04)
+    assert lab_red_cell_sizes(manifest, tmp_path, per_lab=2).keys() == sizes.keys()
