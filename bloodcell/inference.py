@@ -18,6 +18,7 @@ from bloodcell.config import CLASS_NAMES, resolve_models_dir
 from bloodcell.data import sha256_file
 from bloodcell.errors import BloodcellError, ImageReadError
 from bloodcell.imaging import FULL_VIEW, ImageSource, load_model_input, read_image, to_model_input
+from bloodcell.redcells import photo_red_cell_size
 from bloodcell.runtime import AUTO, KERAS, LITE, LITE_FILE, RUNTIMES, KerasRunner, LiteRunner, lite_available
 
 MODEL_FILE = "model.keras"
@@ -140,6 +141,9 @@ class FilePrediction:
     ood_score: float | None = None  # distance from the training data (None: no detector)
     ood_threshold: float | None = None
     cell_problem: str | None = None  # why the cell mask sees no single centred cell
+    # the photo's magnification: its lone red cells' median diameter over its
+    # shorter side (bloodcell.redcells); None when it has none
+    red_cell_size: float | None = None
 
     def verdict(self, min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> str | None:
         """OK, not confident, or not a single blood cell (bloodcell.abstention)."""
@@ -285,15 +289,16 @@ class Classifier:
         if model_input is None:
             model_input = to_model_input(image, self.input_size, self.view, mask)
         features, logits = self.features_and_logits(model_input[None])
-        return self._prediction(name, features[0], logits[0], mask)
+        return self._prediction(name, features[0], logits[0], mask, photo_red_cell_size(image, mask))
 
-    def _prediction(self, name: str, features: np.ndarray, logits: np.ndarray, mask) -> FilePrediction:
+    def _prediction(self, name: str, features: np.ndarray, logits: np.ndarray, mask,
+                    red_cell_size: float | None = None) -> FilePrediction:
         scores = self.ood_scores(features[None])
         return FilePrediction(
             name, softmax(logits[None], self.temperature)[0],
             ood_score=None if scores is None else float(scores[0]),
             ood_threshold=None if self.outlier_detector is None else self.outlier_detector.threshold,
-            cell_problem=mask.problem,
+            cell_problem=mask.problem, red_cell_size=red_cell_size,
         )
 
     def predict_sources(self, sources: list[ImageSource], names: list[str] | None = None) -> list[FilePrediction]:
@@ -303,18 +308,20 @@ class Classifier:
         ready: list[int] = []
         inputs: list[np.ndarray] = []
         masks: list = []
+        red_cells: list[float | None] = []
         for index, source in enumerate(sources):
             try:
                 image = read_image(source)
                 mask = find_cell(image)
                 inputs.append(to_model_input(image, self.input_size, self.view, mask))
                 masks.append(mask)
+                red_cells.append(photo_red_cell_size(image, mask))
                 ready.append(index)
             except ImageReadError as exc:
                 results[index].error = str(exc)
             if len(inputs) == BATCH_SIZE or (index == len(sources) - 1 and inputs):
                 features, logits = self.features_and_logits(np.stack(inputs))
-                for position, f, z, m in zip(ready, features, logits, masks):
-                    results[position] = self._prediction(names[position], f, z, m)
-                ready, inputs, masks = [], [], []
+                for position, f, z, m, r in zip(ready, features, logits, masks, red_cells):
+                    results[position] = self._prediction(names[position], f, z, m, r)
+                ready, inputs, masks, red_cells = [], [], [], []
         return results

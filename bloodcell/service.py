@@ -24,6 +24,7 @@ from bloodcell.errors import ImageReadError
 from bloodcell.explain import GRADCAM, Explainer
 from bloodcell.imaging import CELL_VIEWS, VIEW_DESCRIPTIONS, read_image, to_model_input
 from bloodcell.inference import Classifier
+from bloodcell.redcells import photo_red_cell_size
 
 DEFAULT_UNSURE_THRESHOLD = DEFAULT_MIN_CONFIDENCE
 
@@ -49,6 +50,7 @@ class Analysis:
     model_view: np.ndarray | None = None
     view_box: tuple[float, float, float, float] | None = None
     view_description: str | None = None  # bloodcell.imaging.VIEW_DESCRIPTIONS
+    red_cell_size: float | None = None  # the photo's magnification (bloodcell.redcells); None: unmeasured
 
     @property
     def ok(self) -> bool:
@@ -126,7 +128,8 @@ class ModelService:
                         ood_score=None if scores is None else float(scores[0]),
                         ood_threshold=None if detector is None else detector.threshold,
                         cell_problem=mask.problem, model_view=view, view_box=box,
-                        view_description=VIEW_DESCRIPTIONS.get(classifier.view))
+                        view_description=VIEW_DESCRIPTIONS.get(classifier.view),
+                        red_cell_size=photo_red_cell_size(image, mask))
 
 
 def results_rows(analyses: list[Analysis], threshold: float = DEFAULT_UNSURE_THRESHOLD) -> list[dict]:
@@ -140,6 +143,7 @@ def results_rows(analyses: list[Analysis], threshold: float = DEFAULT_UNSURE_THR
         for i, label in enumerate(CLASS_NAMES):
             row[label] = round(float(a.probabilities[i]), 4) if a.ok else None
         row["ood_score"] = None if a.ood_score is None else round(a.ood_score, 2)
+        row["red_cell_size"] = None if a.red_cell_size is None else round(a.red_cell_size, 3)
         row["error"] = a.error or ""
         rows.append(row)
     return rows

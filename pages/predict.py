@@ -13,6 +13,7 @@ from bloodcell.config import CLASS_NAMES, MODEL_NAMES
 from bloodcell.errors import ImageReadError
 from bloodcell.explain import GRADCAM, METHODS, overlay
 from bloodcell.imaging import read_image
+from bloodcell.redcells import magnification_note
 from bloodcell.service import (DEFAULT_UNSURE_THRESHOLD, SHIPPED_MODELS_AGREE_ON_OTHER_LAB,
                                SHIPPED_MODELS_AGREE_ON_TEST, differential_count, model_answers, results_rows,
                                rows_to_csv)
@@ -131,6 +132,9 @@ def show_result(image, result, options: dict, key: str) -> None:
                caption=f"{result.method} for {explained}", width="stretch")
     with verdict:
         show_verdict(result, options["threshold"], key)
+        note = magnification_note(result.red_cell_size)
+        if note:
+            st.caption(note)
         st.plotly_chart(probability_figure(result.probabilities, int(result.probabilities.argmax()),
                                            options["threshold"]),
                         width="stretch", key=key)

@@ -83,6 +83,25 @@ def test_predict_uploaded_cell_shows_class_and_heatmap(with_data, real_data):
     assert "Grad-CAM" in captions
 
 
+def test_predict_says_whether_the_photos_magnification_is_one_the_models_saw(with_data, real_data):
+    """A Barcelona photo is read by its red cells as a training magnification; shrunk, as a lower one."""
+    from drawn_fields import photographed_smaller
+
+    from bloodcell.imaging import read_image
+    from bloodcell.redcells import photo_red_cell_size
+
+    photos = (read_image(path) for path in sorted((real_data / "basophil").iterdir())[:20])
+    photo = next(image for image in photos if photo_red_cell_size(image))
+    app = open_page("pages/predict.py")
+    app.file_uploader(key="uploads").set_value(
+        [("usual.png", encode(photo), "image/png"),
+         ("farther.png", encode(photographed_smaller(photo, 0.6, "peach")), "image/png")]).run()
+    assert not app.exception, app.exception
+    notes = [c.value for c in app.caption if c.value.startswith("Red cells span")]
+    assert len(notes) == 2
+    assert "one the models have seen" in notes[0] and "lower magnification" in notes[1]
+
+
 def test_a_photo_that_is_no_blood_cell_gets_no_class(with_data):
     from skimage import data as skimage_data
     from PIL import Image

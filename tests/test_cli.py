@@ -136,7 +136,7 @@ def test_predict_real_images_files_and_folders(capsys, shipped_models, small_rea
     assert code == 0, err
     rows = list(csv.DictReader(out.open()))
     assert list(rows[0]) == ["file", "verdict", "predicted_class", "confidence", *CLASS_NAMES,
-                             "ood_score", "error"]
+                             "ood_score", "red_cell_size", "error"]
     assert len(rows) == 4 + 1 + 1 + 1  # 4 good + truncated in the folder, one file, the text file
     errors = {row["file"].rsplit("/", 1)[-1]: row["error"] for row in rows if row["error"]}
     assert set(errors) == {"truncated.jpg", "notes.png"}
@@ -145,6 +145,9 @@ def test_predict_real_images_files_and_folders(capsys, shipped_models, small_rea
     assert all(row["verdict"] == "ok" and float(row["ood_score"]) >= 0 for row in good)
     assert all(abs(sum(float(row[c]) for c in CLASS_NAMES) - 1) < 1e-3 for row in good)
     assert sum(row["predicted_class"] == "basophil" for row in good) >= 3
+    # Training photos: their lone red cells put them inside the training magnifications.
+    measured = [float(row["red_cell_size"]) for row in good if row["red_cell_size"]]
+    assert measured and all(0.17 <= size <= 0.29 for size in measured)
 
 
 def test_predict_to_stdout(capsys, shipped_models, small_real_folder):

@@ -8,7 +8,7 @@ from PIL import Image, ImageDraw
 from bloodcell.config import SOURCE_LAB
 from bloodcell.counterfactual import (BY_RED_CELLS, BY_WHITE_CELLS, lab_look, lab_zoom, lab_looks,
                                       magnification_ruler)
-from bloodcell.redcells import lab_red_cell_sizes, red_cell_diameters
+from bloodcell.redcells import lab_red_cell_sizes, magnification_note, photo_red_cell_size, red_cell_diameters
 
 # draw_field's red cells: radius 0.09 of the side.
 DRAWN_DIAMETER = 0.18
@@ -92,3 +92,22 @@ def test_each_labs_red_cells_are_measured_on_its_training_images(tmp_path):
     assert sizes["PBC Barcelona"] == pytest.approx(DRAWN_DIAMETER, rel=0.04)
     assert sizes["Munich AML"] == pytest.approx(0.8 * DRAWN_DIAMETER, rel=0.04)
     assert lab_red_cell_sizes(manifest, tmp_path, per_lab=2).keys() == sizes.keys()
+
+
+def test_a_photos_magnification_is_read_against_the_training_photos():
+    """Drawn red cells span 0.18 of the side: within the training range; shrunk to 0.6, below it."""
+    image, _ = draw_field("peach", seed=4)
+    usual = photo_red_cell_size(image)
+    assert usual == pytest.approx(DRAWN_DIAMETER, rel=0.04)
+    assert "one the models have seen" in magnification_note(usual)
+    smaller = photo_red_cell_size(photographed_smaller(image, 0.6, "peach"))
+    assert smaller == pytest.approx(0.6 * DRAWN_DIAMETER, rel=0.05)
+    assert "lower magnification" in magnification_note(smaller)
+    assert "higher magnification" in magnification_note(0.35)
+    assert magnification_note(None) is None and magnification_note(float("nan")) is None
+
+
+@pytest.mark.parametrize("size", [(1, 1), (3, 40), (12, 12)])
+def test_tiny_photos_have_no_red_cells_to_measure(size):
+    noise = np.random.default_rng(0).integers(0, 255, (*size, 3), dtype=np.uint8)
+    assert photo_red_cell_size(Image.fromarray(noise)) is None
