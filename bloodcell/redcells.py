@@ -43,7 +43,7 @@ WHITE_CELL_MARGIN = 5
 # training photo with a lone red cell (1,771 from Barcelona, median 0.204;
 # 642 from Munich, median 0.249) lies within this range for 96% of them
 # (2nd to 98th percentile of both labs together). A photo outside it is at a
-# magnification the models never saw, and a cell's size in the frame is one
+# magnification the models rarely saw, and a cell's size in the frame is one
 # of the cues that tell the labs apart.
 TRAINING_RED_CELL_RANGE = (0.17, 0.29)
 
@@ -85,13 +85,13 @@ def magnification_note(red_cell_size: float | None) -> str | None:
         return None
     low, high = TRAINING_RED_CELL_RANGE
     measured = (f"Red cells span {red_cell_size:.0%} of this photo's shorter side; "
-                f"{low:.0%}–{high:.0%} in the training photos (Barcelona about 20%, Munich about 25%).")
+                f"{100 * low:.0f}–{high:.0%} in the training photos (Barcelona about 20%, Munich about 25%).")
     if red_cell_size < low:
-        return (measured + " This photo is at a lower magnification than any the models learned from: "
-                "its white cell looks smaller than theirs did, so trust the answer less.")
+        return (measured + " This photo is at a lower magnification than 98% of the training photos: "
+                "its white cell looks smaller than the models are used to, so trust the answer less.")
     if red_cell_size > high:
-        return (measured + " This photo is at a higher magnification than any the models learned from: "
-                "its white cell looks larger than theirs did, so trust the answer less.")
+        return (measured + " This photo is at a higher magnification than 98% of the training photos: "
+                "its white cell looks larger than the models are used to, so trust the answer less.")
     return measured + " Its magnification is one the models have seen."
 
 
