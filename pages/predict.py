@@ -226,7 +226,10 @@ if len(inputs) > 1:
     rows = results_rows(analyses, options["threshold"])
     st.dataframe(rows, hide_index=True, width="stretch",
                  column_config={"confidence": st.column_config.ProgressColumn(min_value=0, max_value=1,
-                                                                              format="percent")})
+                                                                              format="percent"),
+                                "red_cell_size": st.column_config.NumberColumn(
+                                    format="percent", help="Red cells' diameter over the photo's shorter side: "
+                                                           "17–29% in the training photos")})
     primary = [a for a in analyses if a.model == model]
     st.plotly_chart(counts_figure(differential_count(primary, options["threshold"]),
                                   f"Differential count ({model})"), width="stretch")
