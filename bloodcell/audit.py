@@ -38,8 +38,8 @@ from bloodcell.abstention import NOT_A_CELL, OK
 from bloodcell.cellmask import CellMask, find_cell
 from bloodcell.cellview import view_and_mask
 from bloodcell.config import CLASS_NAMES, SOURCE_LAB, other_lab
-from bloodcell.counterfactual import (COUNTERFACTUAL_PARTS, LOOK_IMAGES, LOOK_SEED, counterfactual_of, lab_looks,
-                                      magnification_ruler)
+from bloodcell.counterfactual import (BY_RED_CELLS, COUNTERFACTUAL_PARTS, LOOK_IMAGES, LOOK_SEED, counterfactual_of,
+                                      lab_looks, magnification_ruler)
 from bloodcell.data import load_or_create_manifest
 from bloodcell.errors import BloodcellError
 from bloodcell.evaluation import collect_labelled_images
@@ -250,6 +250,7 @@ def run_audit(model: str, data_dir: Path, models_dir: str | Path | None = None,
     log.info("auditing %s on %d test images", classifier.name, len(test_pairs))
     looks = lab_looks(manifest, data_dir)
     ruler = magnification_ruler(looks)
+    measured_cells = "red cell" if ruler == BY_RED_CELLS else "white cell"
 
     labels, original, counterfactual, heat_shares, area_shares, flagged = [], [], [], [], [], []
     part_predictions: dict[str, list[int]] = {part: [] for part in COUNTERFACTUAL_PARTS}
@@ -314,9 +315,8 @@ def run_audit(model: str, data_dir: Path, models_dir: str | Path | None = None,
         "counterfactual": {
             "description": "each test image's cell re-stained to the other lab's average cell colours "
                            "(Reinhard transfer in LAB), scaled to the other lab's magnification (the ratio "
-                           f"of the labs' median {ruler.replace(' cells', '-cell')} size in the frame), blurred or "
-                           "sharpened to the other "
-                           "lab's fine detail (the ratio of the labs' median detail inside the cell), and "
+                           f"of the labs' median {measured_cells} size in the frame), blurred or sharpened "
+                           "to the other lab's fine detail (the ratio of the labs' median detail inside the cell), and "
                            "its background outside the "
                            f"cell mask replaced by an empty field from one of {LOOK_IMAGES} training images "
                            "of the other lab",
