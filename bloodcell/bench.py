@@ -208,10 +208,15 @@ RESULT = "[class*='st-key-result_']"
 VERDICT = "[class*='st-key-verdict_']"
 
 
+# Shown in the toolbar while the script runs; the spinner alone appears only
+# after a delay, so a run that has just started would look idle.
+RUNNING = "[data-testid=stStatusWidgetRunningIcon], [data-testid=stSpinner]"
+
+
 def wait_settled(page, expected_verdicts: int, timeout_ms: int = 120_000) -> None:
-    """Wait until no spinner is shown and at least `expected_verdicts` verdicts are drawn."""
+    """Wait until the script is idle and at least `expected_verdicts` verdicts are drawn."""
     page.wait_for_function(
-        f"""n => !document.querySelector('[data-testid=stSpinner]') &&
+        f"""n => !document.querySelector("{RUNNING}") &&
             document.querySelectorAll("{VERDICT}").length >= n""",
         arg=expected_verdicts, timeout=timeout_ms)
 
@@ -237,6 +242,16 @@ def upload_and_wait(page, path: Path, expected_verdicts: int, replace: bool = Tr
     wait_settled(page, expected_verdicts, timeout_ms)
 
 
+def _page_and_log(page, log: Path, chars: int = 3000) -> str:
+    """What the page showed and the app printed, to explain a failed run."""
+    try:
+        shown = page.inner_text("body", timeout=5000)[-chars:]
+    except Exception as error:  # the browser itself may be gone
+        shown = f"(page unreadable: {error})"
+    printed = log.read_text(errors="replace")[-chars:] if log.exists() else "(no log)"
+    return f"--- page text ---\n{shown}\n--- app log ---\n{printed}"
+
+
 def running_app(models_dir: Path, data_dir: Path | None, images: list[Path], predictions: int,
                 quick: bool = False) -> dict:
     log = Path(tempfile.mkdtemp(prefix="bloodcell-bench-")) / "streamlit.log"
@@ -256,21 +271,28 @@ def running_app(models_dir: Path, data_dir: Path | None, images: list[Path], pre
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
             page = browser.new_page(viewport={"width": 1300, "height": 1000})
-            page.goto(f"{server.url}/predict", wait_until="domcontentloaded")
-            upload_and_wait(page, images[0], 1, replace=False)
-            results["first_prediction_s"] = round(time.perf_counter() - started, 2)
-            if len(models) > 1:
-                page.get_by_text("Compare with").first.click()
-                wait_settled(page, len(models))
-            # Resident memory after every quarter of the uploads: a plateau is a
-            # bounded cache filling up, steady growth to the end is a leak.
-            quarters = {max(1, predictions * q // 4) for q in range(1, 5)}
-            marks = {}
-            for index in range(1, predictions + 1):
-                upload_and_wait(page, images[(index + 1) % len(images)], len(models), replace=not quick)
-                if index in quarters:
-                    marks[index] = _memory_mb(process.pid)[0]
-            browser.close()
+            try:
+                page.goto(f"{server.url}/predict", wait_until="domcontentloaded")
+                upload_and_wait(page, images[0], 1, replace=False)
+                results["first_prediction_s"] = round(time.perf_counter() - started, 2)
+                if len(models) > 1:
+                    page.get_by_text("Compare with").first.click()
+                    wait_settled(page, len(models))
+                # Resident memory after every quarter of the uploads: a plateau is a
+                # bounded cache filling up, steady growth to the end is a leak.
+                quarters = {max(1, predictions * q // 4) for q in range(1, 5)}
+                marks = {}
+                for index in range(1, predictions + 1):
+                    # Quick runs keep every upload: wait for all their verdicts, so
+                    # that each new file goes into an app that has finished its run.
+                    expected = len(models) * (index + 1 if quick else 1)
+                    upload_and_wait(page, images[(index + 1) % len(images)], expected, replace=not quick)
+                    if index in quarters:
+                        marks[index] = _memory_mb(process.pid)[0]
+            except Exception as error:
+                raise RuntimeError(f"the app benchmark stopped: {error}\n{_page_and_log(page, log)}") from error
+            finally:
+                browser.close()
         current, peak = _memory_mb(process.pid)
         results.update(
             app_predictions=predictions, models_loaded=len(models),
