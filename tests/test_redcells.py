@@ -22,10 +22,18 @@ def test_isolated_red_cells_measure_their_drawn_diameter(look):
     assert np.allclose(diameters, DRAWN_DIAMETER, rtol=0.04)
 
 
+def draw_white_cell(draw: ImageDraw.ImageDraw, colours: dict, centre=(180, 180), radius=60) -> None:
+    x, y = centre
+    draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=colours["cytoplasm"])
+    draw.ellipse([x - 0.55 * radius, y - 0.5 * radius, x + 0.55 * radius, y + 0.5 * radius],
+                 fill=colours["nucleus"])
+
+
 def test_touching_cut_and_tiny_blobs_are_not_red_cells():
     colours = LOOKS["peach"]
     image = Image.new("RGB", (360, 360), colours["background"])
     draw = ImageDraw.Draw(image)
+    draw_white_cell(draw, colours, centre=(200, 220), radius=50)
     r = 32
     draw.ellipse([40 - r, 60 - r, 40 + r, 60 + r], fill=colours["red_cell"])      # lone: measured
     draw.ellipse([200 - r, 60 - r, 200 + r, 60 + r], fill=colours["red_cell"])    # two touching
@@ -37,6 +45,26 @@ def test_touching_cut_and_tiny_blobs_are_not_red_cells():
 
 def test_a_blank_field_has_no_red_cells():
     assert red_cell_diameters(Image.new("RGB", (200, 200), LOOKS["peach"]["background"])) == []
+
+
+def test_without_a_white_cell_a_lone_disc_is_no_red_cell():
+    """A drawn disc with no stained nucleus beside it is the subject, not a ruler."""
+    colours = LOOKS["peach"]
+    image = Image.new("RGB", (360, 360), colours["background"])
+    ImageDraw.Draw(image).ellipse([120, 120, 200, 200], fill=colours["red_cell"])
+    assert red_cell_diameters(image) == []
+    draw_white_cell(ImageDraw.Draw(image), colours, centre=(260, 260), radius=50)
+    assert red_cell_diameters(image) == pytest.approx([81 / 360], rel=0.03)
+
+
+def test_a_disc_wider_than_the_white_cell_is_no_red_cell():
+    colours = LOOKS["peach"]
+    image = Image.new("RGB", (480, 480), colours["background"])
+    draw = ImageDraw.Draw(image)
+    draw_white_cell(draw, colours, centre=(360, 360), radius=30)   # 61 pixels across
+    draw.ellipse([40, 40, 200, 200], fill=colours["red_cell"])      # 161: not a red cell
+    draw.ellipse([300, 60, 360, 120], fill=colours["red_cell"])     # 61: measured
+    assert red_cell_diameters(image) == pytest.approx([61 / 480], rel=0.03)
 
 
 def test_the_zoom_between_two_labs_follows_their_red_cells():
