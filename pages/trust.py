@@ -214,7 +214,7 @@ if DEFAULT_MODEL in audits:
                "counterfactual targets. The cross-source column is for evaluation only and chooses nothing, "
                "so a model that does better there is shown for comparison, not promoted. Read its differences "
                "with care: two training runs of one recipe scored 13 to 19 points apart on these 300 cells, "
-               "as far apart as the models here (README, 'Recipe or run?').")
+               "as far apart as the models here (lab notebook, docs/lab-notebook.md: 'Recipe or run?').")
 st.subheader("How sure are these figures?")
 show_uncertainty(audits)
 st.subheader("What in the other lab's look moves each model")
