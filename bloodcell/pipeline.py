@@ -15,8 +15,8 @@ import tensorflow as tf
 
 from bloodcell.cellmask import find_cell
 from bloodcell.cellview import BACKGROUND_GREY, DETAIL_CEILING, VIEW_MIN_BOX_FRACTION, view_zoom
-from bloodcell.config import CLASS_NAMES, LAB_CELL_SIZE, SOURCE_LAB, other_lab
-from bloodcell.counterfactual import BY_WHITE_CELLS, LabLook, counterfactual_of
+from bloodcell.config import CLASS_NAMES, LAB_CELL_SIZE, LAB_RED_CELL_SIZE, SOURCE_LAB, other_lab
+from bloodcell.counterfactual import BY_RED_CELLS, BY_WHITE_CELLS, MAGNIFICATION_RULERS, LabLook, counterfactual_of
 from bloodcell.imaging import CELL_VIEWS, FULL_VIEW, GREY_CELL_VIEW, load_model_input, read_image, to_model_input
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -181,9 +181,17 @@ def random_convolution(images: tf.Tensor, probability: float) -> tf.Tensor:
     return tf.clip_by_value(tf.where(chosen, mixed, images), 0.0, 255.0)
 
 
-def other_lab_zoom(label: str) -> float:
-    """The magnification change that takes a photo of `label` to the other lab's."""
-    return LAB_CELL_SIZE[other_lab(label)] / LAB_CELL_SIZE[SOURCE_LAB[label]]
+def other_lab_zoom(label: str, ruler: str = BY_WHITE_CELLS) -> float:
+    """The magnification change that takes a photo of `label` to the other lab's.
+
+    Measured by the labs' median white cells (0.76 from Munich to Barcelona,
+    what the shipped recipes trained with) or by their red cells (0.82, the
+    scanners' own ratio; bloodcell.redcells).
+    """
+    if ruler not in MAGNIFICATION_RULERS:
+        raise ValueError(f"unknown magnification ruler {ruler!r} (expected one of {MAGNIFICATION_RULERS})")
+    sizes = LAB_RED_CELL_SIZE if ruler == BY_RED_CELLS else LAB_CELL_SIZE
+    return sizes[other_lab(label)] / sizes[SOURCE_LAB[label]]
 
 
 def random_magnification(images: tf.Tensor, other_lab_zooms: tf.Tensor, probability: float) -> tf.Tensor:
@@ -214,14 +222,14 @@ def random_magnification(images: tf.Tensor, other_lab_zooms: tf.Tensor, probabil
         fill_value=BACKGROUND_GREY, interpolation="BILINEAR", fill_mode="CONSTANT")
 
 
-def _decode(size: int, view: str, with_zoom: bool = False):
+def _decode(size: int, view: str, with_zoom: bool = False, ruler: str = BY_WHITE_CELLS):
     def load(path: bytes) -> np.ndarray:
         return load_model_input(path.decode(), size, view)
 
     def load_with_zoom(path: bytes, label: np.int32) -> tuple[np.ndarray, np.float32]:
         image = read_image(path.decode())
         mask = find_cell(image)
-        zoom = view_zoom(mask, other_lab_zoom(CLASS_NAMES[int(label)]), VIEW_MIN_BOX_FRACTION[view])
+        zoom = view_zoom(mask, other_lab_zoom(CLASS_NAMES[int(label)], ruler), VIEW_MIN_BOX_FRACTION[view])
         return to_model_input(image, size, view, mask), np.float32(zoom)
 
     def mapper(path, label):
@@ -280,6 +288,7 @@ def make_dataset(
     view: str = FULL_VIEW,
     colour_augment: bool = False,
     magnification_transfer: float = 0.0,
+    magnification_ruler: str = BY_WHITE_CELLS,
     random_texture: float = 0.0,
     twin_share: float = 0.0,
     looks: dict[str, LabLook] | None = None,
@@ -288,7 +297,8 @@ def make_dataset(
 
     `magnification_transfer` is the share of views shown at a magnification
     between their lab's and the other lab's (cell view only; see
-    random_magnification); `random_texture` the share given a random
+    random_magnification), towards the other lab's magnification as
+    `magnification_ruler` measures it (see other_lab_zoom); `random_texture` the share given a random
     convolution after the colour augmentation (see random_convolution);
     `twin_share` the share replaced by their counterfactual twin under
     `looks` (bloodcell.counterfactual.lab_looks; cell views only), before
@@ -313,7 +323,7 @@ def make_dataset(
         decode = _decode_with_twin(size, view, looks)
     else:
         dataset = tf.data.Dataset.from_tensor_slices(([str(p) for p in paths], label_array))
-        decode = _decode(size, view, with_zoom=bool(magnification_transfer))
+        decode = _decode(size, view, with_zoom=bool(magnification_transfer), ruler=magnification_ruler)
     dataset = dataset.map(decode, num_parallel_calls=AUTOTUNE, deterministic=True).cache()
     if shuffle:
         dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)

@@ -21,7 +21,7 @@ import keras
 import numpy as np
 
 from bloodcell.config import CLASS_NAMES, SPLIT_SEED, resolve_imagenet_weights
-from bloodcell.counterfactual import lab_looks
+from bloodcell.counterfactual import BY_RED_CELLS, BY_WHITE_CELLS, lab_looks
 from bloodcell.data import SplitManifest, load_or_create_manifest, sha256_file
 from bloodcell.errors import BloodcellError
 from bloodcell.imaging import CELL_VIEWS, FILL_CELL_VIEW, FULL_VIEW, GREY_CELL_VIEW
@@ -29,7 +29,7 @@ from bloodcell.inference import (CARD_FILE, HISTORY_FILE, METRICS_FILE, MODEL_FI
                                  read_json, softmax)
 from bloodcell.metrics import classification_metrics
 from bloodcell.models import MOBILENET_FINE_TUNE_FROM, build_model, get_spec, set_mobilenet_trainable
-from bloodcell.pipeline import RANDOM_CONVOLUTION_KERNELS, make_dataset
+from bloodcell.pipeline import RANDOM_CONVOLUTION_KERNELS, make_dataset, other_lab_zoom
 from bloodcell.runtime import KERAS, LITE_FILE, export_lite
 
 log = logging.getLogger("bloodcell")
@@ -219,8 +219,15 @@ TWIN_AUGMENTATION = ("{share:.0%} of views, drawn afresh each batch, replaced by
 
 MAGNIFICATION_AUGMENTATION = ("{share:.0%} of views zoomed about their centre by a factor drawn log-uniformly "
                               "between 1 and the other lab's magnification as seen in the cell view "
-                              "(Munich cells shrink by up to 0.76, Barcelona cells grow by up to 1.32; "
-                              "bloodcell.pipeline.random_magnification)")
+                              "(Munich cells shrink by up to {shrink:.2f}, Barcelona cells grow by up to "
+                              "{grow:.2f}{ruler}; bloodcell.pipeline.random_magnification)")
+
+
+def magnification_augmentation(share: float, ruler: str = BY_WHITE_CELLS) -> str:
+    """The card's words for the magnification transfer, with the ratio its ruler gives."""
+    return MAGNIFICATION_AUGMENTATION.format(
+        share=share, shrink=other_lab_zoom("myeloblast", ruler), grow=other_lab_zoom("monocyte", ruler),
+        ruler=", the labs' magnifications measured by their red cells" if ruler == BY_RED_CELLS else "")
 
 
 class LearningRateLogger(keras.callbacks.Callback):
@@ -345,6 +352,7 @@ def train(
     train_ds = make_dataset(train_paths, train_labels, size, bs, shuffle=True, augment=True, seed=seed,
                             view=spec.view, colour_augment=colour_augment,
                             magnification_transfer=recipe.get("magnification_transfer", 0.0),
+                            magnification_ruler=recipe.get("magnification_ruler", BY_WHITE_CELLS),
                             random_texture=recipe.get("random_texture", 0.0),
                             twin_share=recipe.get("twin_share", 0.0),
                             looks=lab_looks(manifest, data_dir) if recipe.get("twin_share") else None)
@@ -412,8 +420,9 @@ def train(
                             "augmentation": GEOMETRIC_AUGMENTATION + (
                                 "; colour: " + (GREY_AUGMENTATION if spec.view == GREY_CELL_VIEW
                                                 else COLOUR_AUGMENTATION) if colour_augment else "") + (
-                                "; magnification: " + MAGNIFICATION_AUGMENTATION.format(
-                                    share=recipe["magnification_transfer"])
+                                "; magnification: " + magnification_augmentation(
+                                    recipe["magnification_transfer"],
+                                    recipe.get("magnification_ruler", BY_WHITE_CELLS))
                                 if recipe.get("magnification_transfer") else "") + (
                                 "; texture: " + TEXTURE_AUGMENTATION.format(share=recipe["random_texture"])
                                 if recipe.get("random_texture") else "") + (
