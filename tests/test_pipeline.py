@@ -189,6 +189,37 @@ def test_other_lab_zoom_is_the_ratio_of_the_labs_cell_sizes():
     assert other_lab_zoom("monocyte") == munich / barcelona
 
 
+def test_other_lab_zoom_by_red_cells_is_the_scanners_ratio():
+    """Red cells give a milder zoom than white cells, whose sizes also carry each lab's classes."""
+    from bloodcell.config import LAB_RED_CELL_SIZE
+    from bloodcell.counterfactual import BY_RED_CELLS
+    from bloodcell.pipeline import other_lab_zoom
+
+    barcelona, munich = LAB_RED_CELL_SIZE["PBC Barcelona"], LAB_RED_CELL_SIZE["Munich AML"]
+    assert other_lab_zoom("myeloblast", BY_RED_CELLS) == barcelona / munich
+    assert other_lab_zoom("seg_neutrophil") < other_lab_zoom("seg_neutrophil", BY_RED_CELLS) < 1
+    assert 1 < other_lab_zoom("basophil", BY_RED_CELLS) < other_lab_zoom("basophil")
+    with pytest.raises(ValueError, match="ruler"):
+        other_lab_zoom("basophil", "platelets")
+
+
+def test_decoder_zooms_by_the_ruler_asked(drawn_dataset):
+    import tensorflow as tf
+
+    from bloodcell.cellmask import find_cell
+    from bloodcell.cellview import view_zoom
+    from bloodcell.counterfactual import BY_RED_CELLS
+    from bloodcell.imaging import CELL_VIEW, read_image
+    from bloodcell.pipeline import _decode, other_lab_zoom
+
+    path = sorted((drawn_dataset / "seg_neutrophil").iterdir())[0]
+    label = CLASS_NAMES.index("seg_neutrophil")
+    decode = _decode(48, CELL_VIEW, with_zoom=True, ruler=BY_RED_CELLS)
+    (_, zoom), _ = next(iter(tf.data.Dataset.from_tensor_slices(([str(path)], [label])).map(decode)))
+    mask = find_cell(read_image(path))
+    assert zoom.numpy() == np.float32(view_zoom(mask, other_lab_zoom("seg_neutrophil", BY_RED_CELLS)))
+
+
 def test_grey_augmentation_keeps_images_grey_and_within_the_detail_ceiling():
     import tensorflow as tf
 

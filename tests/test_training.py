@@ -244,3 +244,17 @@ def test_shipped_celltwin_card_describes_its_own_training(shipped_models):
         "; twins: " + TWIN_AUGMENTATION.format(share=RECIPES["celltwin"]["twin_share"]))
     assert card["shortcut_measures"] == _shortcut_measures("cell", random_texture=True, twins=True)
     assert {key: card["hyperparameters"][key] for key in RECIPES["celltwin"]} == RECIPES["celltwin"]
+
+
+@pytest.mark.parametrize("name", ["cellfocus", "cellgrey", "celltexture"])
+def test_shipped_cards_name_the_magnification_their_recipe_zooms_by(shipped_models, name):
+    """A card's magnification words come from its recipe's ruler, so card and recipe cannot drift apart."""
+    from bloodcell.counterfactual import BY_WHITE_CELLS
+    from bloodcell.training import RECIPES, magnification_augmentation
+
+    recipe = RECIPES[name]
+    card = json.loads((shipped_models / name / "card.json").read_text())
+    expected = "; magnification: " + magnification_augmentation(
+        recipe["magnification_transfer"], recipe.get("magnification_ruler", BY_WHITE_CELLS))
+    assert expected in card["hyperparameters"]["augmentation"]
+    assert card["hyperparameters"].get("magnification_ruler") == recipe.get("magnification_ruler")
