@@ -296,9 +296,9 @@ def make_dataset(
     """Batched (images, labels) with images as float32 0..255, cached in memory.
 
     `magnification_transfer` is the share of views shown at a magnification
-    between their lab's and the other lab's (cell view only; see
-    random_magnification), towards the other lab's magnification as
-    `magnification_ruler` measures it (see other_lab_zoom); `random_texture` the share given a random
+    between their lab's and the other lab's as `magnification_ruler`
+    measures it (cell view only; see random_magnification and
+    other_lab_zoom); `random_texture` the share given a random
     convolution after the colour augmentation (see random_convolution);
     `twin_share` the share replaced by their counterfactual twin under
     `looks` (bloodcell.counterfactual.lab_looks; cell views only), before
