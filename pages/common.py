@@ -11,6 +11,11 @@ from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
+# Imported before any page draws a chart: plotly looks pandas up in
+# sys.modules without importing it, so while another thread is still
+# importing pandas (Streamlit loads it lazily) a chart would meet a
+# half-initialised module and show the user a traceback.
+import pandas  # noqa: F401
 import streamlit as st
 
 from bloodcell.config import DEFAULT_MODEL, resolve_data_dir, resolve_models_dir

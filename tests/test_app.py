@@ -234,3 +234,15 @@ def test_in_percent_turns_named_fractions_into_points_and_leaves_the_rest():
         {"model": "a", "accuracy": pytest.approx(99.7), "missing": None, "count": 3},
         {"model": "b", "accuracy": None, "missing": 50.0, "count": 4}]
     assert rows[0]["accuracy"] == 0.997  # the input is left as it was
+
+
+def test_pandas_is_loaded_before_any_page_draws_a_chart():
+    """plotly reads pandas from sys.modules without importing it, so a chart drawn while
+    another thread is still importing pandas meets a half-initialised module and the user
+    sees a traceback (it happened in the browser benchmark). Every page imports pages.common,
+    which loads pandas before anything is drawn."""
+    import subprocess
+    import sys
+
+    code = "import sys, pages.common; assert 'pandas' in sys.modules, 'pages.common did not load pandas'"
+    subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, check=True, timeout=120)
