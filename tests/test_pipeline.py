@@ -158,8 +158,9 @@ def test_magnification_transfer_dataset_gives_images_and_labels(drawn_dataset):
     assert images.shape == (3, 48, 48, 3) and list(labels.numpy()) == [label] * 3
 
 
-def test_decoder_pairs_each_view_with_its_cells_zoom_to_the_other_lab(drawn_dataset):
-    """The zoom fed to random_magnification is view_zoom of that image's own cell."""
+@pytest.mark.parametrize("ruler", ["white cells", "red cells"])
+def test_decoder_pairs_each_view_with_its_cells_zoom_to_the_other_lab(drawn_dataset, ruler):
+    """The zoom fed to random_magnification is view_zoom of that image's own cell, by the ruler asked."""
     import tensorflow as tf
 
     from bloodcell.cellmask import find_cell
@@ -169,12 +170,12 @@ def test_decoder_pairs_each_view_with_its_cells_zoom_to_the_other_lab(drawn_data
 
     pairs = [(path, label) for label in ("seg_neutrophil", "monocyte")
              for path in sorted((drawn_dataset / label).iterdir())[:2]]
-    decode = _decode(48, CELL_VIEW, with_zoom=True)
+    decode = _decode(48, CELL_VIEW, with_zoom=True, ruler=ruler)
     for (path, label), ((image, zoom), _) in zip(pairs, tf.data.Dataset.from_tensor_slices(
             ([str(p) for p, _ in pairs], [CLASS_NAMES.index(label) for _, label in pairs])).map(decode)):
         photo = read_image(path)
         mask = find_cell(photo)
-        assert zoom.numpy() == np.float32(view_zoom(mask, other_lab_zoom(label)))
+        assert zoom.numpy() == np.float32(view_zoom(mask, other_lab_zoom(label, ruler)))
         np.testing.assert_array_equal(image.numpy(), to_model_input(photo, 48, CELL_VIEW))
     # Munich cells are zoomed out towards Barcelona's scale, Barcelona cells in.
     assert other_lab_zoom("seg_neutrophil") < 1 < other_lab_zoom("monocyte")
@@ -201,23 +202,6 @@ def test_other_lab_zoom_by_red_cells_is_the_scanners_ratio():
     assert 1 < other_lab_zoom("basophil", BY_RED_CELLS) < other_lab_zoom("basophil")
     with pytest.raises(ValueError, match="ruler"):
         other_lab_zoom("basophil", "platelets")
-
-
-def test_decoder_zooms_by_the_ruler_asked(drawn_dataset):
-    import tensorflow as tf
-
-    from bloodcell.cellmask import find_cell
-    from bloodcell.cellview import view_zoom
-    from bloodcell.counterfactual import BY_RED_CELLS
-    from bloodcell.imaging import CELL_VIEW, read_image
-    from bloodcell.pipeline import _decode, other_lab_zoom
-
-    path = sorted((drawn_dataset / "seg_neutrophil").iterdir())[0]
-    label = CLASS_NAMES.index("seg_neutrophil")
-    decode = _decode(48, CELL_VIEW, with_zoom=True, ruler=BY_RED_CELLS)
-    (_, zoom), _ = next(iter(tf.data.Dataset.from_tensor_slices(([str(path)], [label])).map(decode)))
-    mask = find_cell(read_image(path))
-    assert zoom.numpy() == np.float32(view_zoom(mask, other_lab_zoom("seg_neutrophil", BY_RED_CELLS)))
 
 
 def test_grey_augmentation_keeps_images_grey_and_within_the_detail_ceiling():

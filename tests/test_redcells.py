@@ -5,7 +5,7 @@ import pytest
 from drawn_fields import LOOKS, draw_field, photographed_smaller
 from PIL import Image, ImageDraw
 
-from bloodcell.config import SOURCE_LAB
+from bloodcell.config import LAB_RED_CELL_SIZE, SOURCE_LAB
 from bloodcell.counterfactual import (BY_RED_CELLS, BY_WHITE_CELLS, lab_look, lab_zoom, lab_looks,
                                       magnification_ruler)
 from bloodcell.redcells import lab_red_cell_sizes, magnification_note, photo_red_cell_size, red_cell_diameters
@@ -99,7 +99,9 @@ def test_the_labs_red_cells_differ_less_than_their_white_cells(real_data):
     # Measured on all training images: 0.203 and 0.249 of the side, a ratio of 0.82.
     assert 0.19 < barcelona.red_cell_size < 0.22 and 0.23 < munich.red_cell_size < 0.27
     assert lab_zoom(munich, barcelona) > lab_zoom(munich, barcelona, BY_WHITE_CELLS) + 0.03
-
+    # The training recipes' ruler (config.LAB_RED_CELL_SIZE, from every training image) agrees.
+    assert barcelona.red_cell_size == pytest.approx(LAB_RED_CELL_SIZE["PBC Barcelona"], rel=0.02)
+    assert munich.red_cell_size == pytest.approx(LAB_RED_CELL_SIZE["Munich AML"], rel=0.02)
 
 
 def test_each_labs_red_cells_are_measured_on_its_training_images(tmp_path):
