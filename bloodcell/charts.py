@@ -121,6 +121,8 @@ def counts_figure(counts: dict[str, int], title: str | None = None) -> go.Figure
     figure = go.Figure(go.Bar(x=names, y=list(counts.values()), text=list(counts.values()),
                               textposition="auto", marker_color="#6a51a3"))
     figure.update_layout(title=title, height=300, margin={"t": 40, "b": 10, "l": 10, "r": 10})
+    # Counts are whole images: no 0.5 or 1.5 on the axis.
+    figure.update_yaxes(tickformat="d", rangemode="tozero", dtick=None if max(counts.values(), default=0) > 10 else 1)
     return figure
 
 

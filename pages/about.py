@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from pages.common import (in_percent, load_model_files, model_names, models_dir, page_setup, percent_column,
+from pages.common import (MISSING, in_percent, load_model_files, model_names, models_dir, page_setup, percent_column,
                           training_runs)
 
 CROSS_SOURCE_COLUMN = "segmented neutrophils from the other lab: accuracy"
@@ -53,7 +53,7 @@ cross_source = {name: load_model_files(name, str(models_dir()))["cross_source"] 
 st.dataframe(in_percent([{"model": name, CROSS_SOURCE_COLUMN: (result or {}).get("accuracy"),
                           "images": (result or {}).get("n")} for name, result in cross_source.items()],
                         [CROSS_SOURCE_COLUMN]),
-             hide_index=True, column_config={CROSS_SOURCE_COLUMN: percent_column(1)})
+             hide_index=True, placeholder=MISSING, column_config={CROSS_SOURCE_COLUMN: percent_column(1)})
 
 st.header("Models")
 for name in model_names():

@@ -33,6 +33,9 @@ MODEL_ORDER = tuple(dict.fromkeys((DEFAULT_MODEL, "cellfocus", "celltwin", "cell
                                    "mobilenetv2", "cnn")))
 
 LOADS: Counter = Counter()
+# What a table shows where a figure is missing (an unreadable file, a model never audited):
+# Streamlit would print "None".
+MISSING = "—"
 
 
 def percent_column(decimals: int = 1, **options) -> st.column_config.NumberColumn:

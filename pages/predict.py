@@ -13,12 +13,12 @@ from bloodcell.config import CLASS_NAMES, MODEL_NAMES
 from bloodcell.errors import ImageReadError
 from bloodcell.explain import GRADCAM, METHODS, overlay
 from bloodcell.imaging import read_image
-from bloodcell.redcells import magnification_note
+from bloodcell.redcells import TRAINING_RED_CELL_RANGE, magnification_note
 from bloodcell.service import (DEFAULT_UNSURE_THRESHOLD, SHIPPED_MODELS_AGREE_ON_OTHER_LAB,
                                SHIPPED_MODELS_AGREE_ON_TEST, differential_count, model_answers, results_rows,
                                rows_to_csv)
-from pages.common import (data_dir, load_dataset_overview, load_service, model_names, models_dir,
-                          page_setup, selected_model, service_or_error)
+from pages.common import (MISSING, data_dir, in_percent, load_dataset_overview, load_service, model_names,
+                          models_dir, page_setup, percent_column, selected_model, service_or_error)
 
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "bmp", "tif", "tiff"]
 PREDICTED = "the predicted class"
@@ -26,6 +26,10 @@ DISPLAY_SIDE = 384
 # Models per row when comparing: with six or more side by side the verdicts broke mid-word on a laptop screen.
 COMPARE_PER_ROW = 3
 FLAG_WORDS = {NOT_CONFIDENT: "not confident", NOT_A_CELL: "not a single blood cell"}
+OOD_HELP = ("How far the image's features lie from every training cell's; above the model's limit the "
+            "image is flagged as not a single blood cell.")
+RED_CELL_HELP = ("Red cells' diameter over the photo's shorter side: {:.0%}–{:.0%} in the training photos."
+                 .format(*TRAINING_RED_CELL_RANGE))
 METHOD_HELP = ("Grad-CAM comes with the prediction at no extra cost. Grad-CAM++, Score-CAM and "
                "SmoothGrad (pixel-level gradients averaged over noisy copies) need TensorFlow: the "
                "first one asked for takes a few seconds to load, and each takes longer per image.")
@@ -184,6 +188,20 @@ def show_model_column(column, image, result, options: dict, key: str) -> None:
                         key=f"{key}_{result.model}")
 
 
+def show_summary(rows: list[dict]) -> None:
+    """The CSV's rows, with class names and percentages a reader expects; an unreadable file's cells stay empty."""
+    shown = in_percent([{**row, "predicted_class": DISPLAY_NAMES.get(row["predicted_class"], "")} for row in rows],
+                       ("confidence", *CLASS_NAMES, "red_cell_size"))
+    columns = {
+        "predicted_class": st.column_config.TextColumn("predicted class"),
+        "confidence": st.column_config.ProgressColumn(min_value=0, max_value=100, format="%.1f%%"),
+        **{label: percent_column(1, label=DISPLAY_NAMES[label]) for label in CLASS_NAMES},
+        "ood_score": st.column_config.NumberColumn("outlier score", format="%.1f", help=OOD_HELP),
+        "red_cell_size": percent_column(0, label="red cell size", help=RED_CELL_HELP),
+    }
+    st.dataframe(shown, hide_index=True, width="stretch", column_config=columns, placeholder=MISSING)
+
+
 page_setup()
 st.title("Predict")
 st.caption("Upload single-cell images, take a photo, or pick a sample. Each image gets its class, "
@@ -224,12 +242,7 @@ with st.spinner("Classifying…"):
 if len(inputs) > 1:
     st.subheader(f"Summary of {len(inputs)} images")
     rows = results_rows(analyses, options["threshold"])
-    st.dataframe(rows, hide_index=True, width="stretch",
-                 column_config={"confidence": st.column_config.ProgressColumn(min_value=0, max_value=1,
-                                                                              format="percent"),
-                                "red_cell_size": st.column_config.NumberColumn(
-                                    format="percent", help="Red cells' diameter over the photo's shorter side: "
-                                                           "17–29% in the training photos")})
+    show_summary(rows)
     primary = [a for a in analyses if a.model == model]
     st.plotly_chart(counts_figure(differential_count(primary, options["threshold"]),
                                   f"Differential count ({model})"), width="stretch")

@@ -6,7 +6,7 @@ from bloodcell.cells import DISPLAY_NAMES
 from bloodcell.charts import confusion_figure, history_figure, reliability_figure
 from bloodcell.config import CLASS_NAMES
 from bloodcell.metrics import accuracy_interval
-from pages.common import (in_percent, load_model_files, load_split_sizes, model_names, models_dir, page_setup,
+from pages.common import (MISSING, in_percent, load_model_files, load_split_sizes, model_names, models_dir, page_setup,
                           percent_column)
 
 page_setup()
@@ -40,7 +40,7 @@ def summary_row(name: str) -> dict:
 
 
 st.dataframe(in_percent([summary_row(n) for n in names], ("test accuracy", "cross-source accuracy")),
-             hide_index=True, width="stretch",
+             hide_index=True, width="stretch", placeholder=MISSING,
              column_config={"test accuracy": percent_column(2),
                             "cross-source accuracy": percent_column(
                                 1, help="300 segmented neutrophils photographed in the "

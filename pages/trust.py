@@ -13,7 +13,7 @@ from bloodcell.errors import ImageReadError
 from bloodcell.explain import overlay
 from bloodcell.imaging import read_image
 from bloodcell.silhouette import silhouette_picture
-from pages.common import (data_dir, in_percent, load_dataset_overview, load_lab_looks, load_model_files,
+from pages.common import (MISSING, data_dir, in_percent, load_dataset_overview, load_lab_looks, load_model_files,
                           load_service, model_names, models_dir, page_setup, percent_column)
 
 # Accuracies to two decimals (a test error is 0.15 points), the other shares to one.
@@ -73,6 +73,7 @@ def show_summary(audits: dict) -> None:
         st.caption("\\* Hatched: the model was trained on such rebuilt cells, so its bar for the test split "
                    "as the other lab is no evidence that it ignores the lab; its cross-source bar is.")
     st.dataframe(in_percent(rows, ACCURACY_COLUMNS + SHARE_COLUMNS), hide_index=True, width="stretch",
+                 placeholder=MISSING,
                  column_config={**{key: percent_column(2) for key in ACCURACY_COLUMNS},
                                 **{key: percent_column(1) for key in SHARE_COLUMNS},
                                 "trained on twins": st.column_config.CheckboxColumn(
@@ -81,7 +82,7 @@ def show_summary(audits: dict) -> None:
     baseline_columns = ("test accuracy", "cross-source accuracy")
     # Rows three lines high, so that the shape baseline's description is read whole.
     st.dataframe(in_percent(label_blind_baseline_rows(audits), baseline_columns), hide_index=True,
-                 width="stretch", row_height=BASELINE_ROW_HEIGHT,
+                 width="stretch", placeholder=MISSING, row_height=BASELINE_ROW_HEIGHT,
                  column_config={"what it sees": st.column_config.TextColumn(width="large"),
                                 **{key: percent_column(1) for key in baseline_columns}})
     st.caption("Colour alone tells the two labs apart, so it scores high on the test split and calls "

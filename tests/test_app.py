@@ -146,6 +146,22 @@ def test_bad_file_is_reported_and_good_file_still_classified(with_data, real_dat
     assert "tiny.png" in errors and "at least" in errors
     assert len(verdicts(app)) == 1  # the good file got its verdict
     assert app.get("download_button"), "a batch offers a CSV download"
+    # The summary speaks the page's language; the CSV keeps the class ids.
+    summary = app.dataframe[0].value
+    assert list(summary["verdict"]) == ["unreadable", "ok", "unreadable"]
+    assert summary["predicted_class"][1] == DISPLAY_NAMES["basophil"]
+    assert 50 < summary["basophil"][1] <= 100, "probabilities in percentage points"
+    assert summary["basophil"].isna()[0], "an unreadable file has no probabilities"
+
+
+def test_home_warns_with_the_default_models_figure_from_a_third_lab(with_data, shipped_models):
+    import json
+
+    from bloodcell.config import DEFAULT_MODEL
+
+    cross_source = json.loads((shipped_models / DEFAULT_MODEL / "cross_source.json").read_text())
+    warning = open_page("pages/home.py").warning[0].value
+    assert f"right for {cross_source['accuracy']:.0%} of {cross_source['n']} neutrophils" in warning
 
 
 def test_compare_models_and_other_methods(with_data, real_data):
@@ -166,8 +182,13 @@ def test_compare_models_and_other_methods(with_data, real_data):
 
 
 def test_models_load_once_across_reruns_and_pages(with_data, real_data):
+    import streamlit as st
+
     from pages import common
 
+    # Start from a fresh server: earlier tests in this process filled the caches and the counter.
+    st.cache_resource.clear()
+    common.LOADS.clear()
     path = sorted((real_data / "erythroblast").iterdir())[0]
     app = open_page("pages/predict.py")
     app.file_uploader(key="uploads").set_value((path.name, path.read_bytes(), "image/jpeg")).run()
