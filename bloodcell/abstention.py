@@ -122,3 +122,19 @@ def verdict(confidence: float, ood_score: float | None, threshold: float | None,
     if confidence < min_confidence:
         return NOT_CONFIDENT
     return OK
+
+
+def verdict_reason(confidence: float, ood_score: float | None, threshold: float | None,
+                   cell_problem: str | None = None, min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> str:
+    """Why `verdict` gives no class, in words ("" when it gives one).
+
+    The CLI's CSV, the app's summary and its verdict box all say it this way,
+    so a flag in a batch of hundreds can be understood without opening each image.
+    """
+    if cell_problem is not None:
+        return cell_problem
+    if ood_score is not None and threshold is not None and ood_score > threshold:
+        return f"far from every training image (score {ood_score:.1f}, limit {threshold:.1f})"
+    if confidence < min_confidence:
+        return f"top probability {confidence:.0%} below {min_confidence:.0%}"
+    return ""

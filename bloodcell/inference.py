@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bloodcell.abstention import DEFAULT_MIN_CONFIDENCE, OOD_FILE, OutlierDetector, verdict
+from bloodcell.abstention import DEFAULT_MIN_CONFIDENCE, OOD_FILE, OutlierDetector, verdict, verdict_reason
 from bloodcell.cellmask import find_cell
 from bloodcell.config import CLASS_NAMES, resolve_models_dir
 from bloodcell.data import sha256_file
@@ -151,6 +151,13 @@ class FilePrediction:
             return None
         return verdict(self.confidence, self.ood_score, self.ood_threshold, self.cell_problem,
                        min_confidence)
+
+    def reason(self, min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> str:
+        """Why the verdict gives no class ("" when it gives one, or the image was unreadable)."""
+        if self.probabilities is None:
+            return ""
+        return verdict_reason(self.confidence, self.ood_score, self.ood_threshold, self.cell_problem,
+                              min_confidence)
 
     @property
     def predicted_class(self) -> str | None:

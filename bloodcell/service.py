@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from bloodcell.abstention import DEFAULT_MIN_CONFIDENCE, NOT_A_CELL, NOT_CONFIDENT, OK, verdict
+from bloodcell.abstention import DEFAULT_MIN_CONFIDENCE, NOT_A_CELL, NOT_CONFIDENT, OK, verdict, verdict_reason
 from bloodcell.cellmask import find_cell
 from bloodcell.cellview import view_box
 from bloodcell.config import CLASS_NAMES
@@ -62,6 +62,12 @@ class Analysis:
             return None
         return verdict(self.confidence, self.ood_score, self.ood_threshold, self.cell_problem,
                        threshold)
+
+    def reason(self, threshold: float = DEFAULT_UNSURE_THRESHOLD) -> str:
+        """Why the verdict gives no class ("" when it gives one, or the image was unreadable)."""
+        if not self.ok:
+            return ""
+        return verdict_reason(self.confidence, self.ood_score, self.ood_threshold, self.cell_problem, threshold)
 
     @property
     def predicted_class(self) -> str | None:
@@ -138,6 +144,7 @@ def results_rows(analyses: list[Analysis], threshold: float = DEFAULT_UNSURE_THR
     for a in analyses:
         row = {"file": a.name, "model": a.model,
                "verdict": a.verdict(threshold) or "unreadable",
+               "reason": a.reason(threshold),
                "predicted_class": a.predicted_class or "",
                "confidence": round(a.confidence, 4) if a.ok else None}
         for i, label in enumerate(CLASS_NAMES):

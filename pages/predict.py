@@ -107,9 +107,7 @@ def verdict_box(result, threshold: float) -> None:
     label = DISPLAY_NAMES[result.predicted_class]
     verdict = result.verdict(threshold)
     if verdict == NOT_A_CELL:
-        reason = result.cell_problem or (f"far from every training image (score "
-                                         f"{result.ood_score:.1f}, limit {result.ood_threshold:.1f})")
-        st.error(f"**Does not look like a single blood-cell image** ({reason}). The model would "
+        st.error(f"**Does not look like a single blood-cell image** ({result.reason(threshold)}). The model would "
                  f"say {label} at {result.confidence:.0%}; do not trust it.", icon=":material/block:")
     elif verdict == NOT_CONFIDENT:
         st.warning(f"**Not confident.** Best guess: {label} at {result.confidence:.0%}, "

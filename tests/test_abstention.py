@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bloodcell.abstention import (NOT_A_CELL, NOT_CONFIDENT, OK, OutlierDetector, verdict)
+from bloodcell.abstention import NOT_A_CELL, NOT_CONFIDENT, OK, OutlierDetector, verdict, verdict_reason
 from bloodcell.errors import BloodcellError
 
 
@@ -55,3 +55,12 @@ def test_verdict_rules():
     assert verdict(0.99, None, None) == OK
     assert verdict(0.99, 1.0, 5.0, cell_problem="no stained nucleus found") == NOT_A_CELL
     assert verdict(0.40, 1.0, 5.0, cell_problem="several cells in the image") == NOT_A_CELL
+
+
+def test_each_verdict_without_a_class_says_why():
+    assert verdict_reason(0.95, 1.0, 5.0) == ""
+    assert verdict_reason(0.50, 1.0, 5.0) == "top probability 50% below 70%"
+    assert verdict_reason(0.50, 1.0, 5.0, min_confidence=0.4) == ""
+    assert verdict_reason(0.99, 9.0, 5.0) == "far from every training image (score 9.0, limit 5.0)"
+    # The cell mask's reason comes first: it is a fact about the pixels, not a guess of the model.
+    assert verdict_reason(0.40, 9.0, 5.0, cell_problem="several cells in the image") == "several cells in the image"

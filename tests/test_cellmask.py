@@ -89,3 +89,11 @@ def test_problem_names_what_is_not_one_centred_cell():
         cell, _ = draw_field("blue-white", seed=index)
         field.paste(cell, ((index % 2) * 360, (index // 2) * 360))
     assert find_cell(field).problem is not None
+
+
+def test_a_greyscale_photo_is_named_as_such(real_data):
+    """Without colour there is no stain to find a nucleus by; the user is told that, not just 'no nucleus'."""
+    photo = Image.open(sorted((real_data / "monocyte").glob("*.jpg"))[0])
+    assert find_cell(photo).problem is None and not find_cell(photo).colourless
+    grey = find_cell(photo.convert("L").convert("RGB"))
+    assert grey.colourless and not grey.found and "greyscale" in grey.problem

@@ -135,14 +135,14 @@ def test_predict_real_images_files_and_folders(capsys, shipped_models, small_rea
                            str(single), str(small_real_folder / "seg_neutrophil" / "notes.png"), "--csv", str(out))
     assert code == 0, err
     rows = list(csv.DictReader(out.open()))
-    assert list(rows[0]) == ["file", "verdict", "predicted_class", "confidence", *CLASS_NAMES,
+    assert list(rows[0]) == ["file", "verdict", "reason", "predicted_class", "confidence", *CLASS_NAMES,
                              "ood_score", "red_cell_size", "error"]
     assert len(rows) == 4 + 1 + 1 + 1  # 4 good + truncated in the folder, one file, the text file
     errors = {row["file"].rsplit("/", 1)[-1]: row["error"] for row in rows if row["error"]}
     assert set(errors) == {"truncated.jpg", "notes.png"}
     good = [row for row in rows if not row["error"]]
     assert all(row["predicted_class"] in CLASS_NAMES for row in good)
-    assert all(row["verdict"] == "ok" and float(row["ood_score"]) >= 0 for row in good)
+    assert all(row["verdict"] == "ok" and row["reason"] == "" and float(row["ood_score"]) >= 0 for row in good)
     assert all(abs(sum(float(row[c]) for c in CLASS_NAMES) - 1) < 1e-3 for row in good)
     assert sum(row["predicted_class"] == "basophil" for row in good) >= 3
     # Training photos: their lone red cells put them inside the training magnifications.
@@ -153,7 +153,7 @@ def test_predict_real_images_files_and_folders(capsys, shipped_models, small_rea
 def test_predict_to_stdout(capsys, shipped_models, small_real_folder):
     image = next((small_real_folder / "basophil").glob("BA_*.jpg"))
     code, out, _ = run_cli(capsys, "predict", "--model", "cnn", str(image))
-    assert code == 0 and out.startswith("file,verdict,predicted_class,confidence")
+    assert code == 0 and out.startswith("file,verdict,reason,predicted_class,confidence")
 
 
 def test_predict_flags_what_is_not_a_blood_cell(capsys, shipped_models, tmp_path):
@@ -169,6 +169,7 @@ def test_predict_flags_what_is_not_a_blood_cell(capsys, shipped_models, tmp_path
     rows = list(csv.DictReader((tmp_path / "out.csv").open()))
     assert len(rows) == 3
     assert all(row["verdict"] == "does not look like a single blood-cell image" for row in rows), rows
+    assert all(row["reason"] for row in rows), "each flag says why"
 
 
 def test_predict_min_confidence_out_of_range(capsys, shipped_models, small_real_folder):

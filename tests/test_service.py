@@ -69,6 +69,7 @@ def test_rows_csv_and_differential_count():
     rows = results_rows(analyses, threshold=0.7)
     assert [r["predicted_class"] for r in rows] == ["basophil", "monocyte", "seg_neutrophil", ""]
     assert [r["verdict"] for r in rows] == ["ok", "not confident", "ok", "unreadable"]
+    assert [r["reason"] for r in rows] == ["", "top probability 50% below 70%", "", ""]
     parsed = list(csv.DictReader(io.StringIO(rows_to_csv(rows))))
     assert parsed[3]["error"] == "file is empty (0 bytes)" and parsed[0]["basophil"] == "0.9"
     counts = differential_count(analyses, threshold=0.7)
@@ -77,6 +78,7 @@ def test_rows_csv_and_differential_count():
     far = make("e.jpg", [0.99, 0.01, 0, 0, 0])
     far.ood_score, far.ood_threshold = 30.0, 10.0
     assert results_rows([far])[0]["verdict"] == "does not look like a single blood-cell image"
+    assert results_rows([far])[0]["reason"].startswith("far from every training image")
     assert differential_count([far])["not a cell"] == 1
 
 
