@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from bloodcell.abstention import DEFAULT_MIN_CONFIDENCE, NOT_A_CELL, NOT_CONFIDENT, OK, verdict, verdict_reason
-from bloodcell.cellmask import find_cell
+from bloodcell.cellmask import CellMask, find_cell
 from bloodcell.cellview import view_box
 from bloodcell.config import CLASS_NAMES
 from bloodcell.errors import ImageReadError
@@ -82,6 +82,44 @@ class Analysis:
 
 
 @dataclass
+class Photo:
+    """An upload decoded once, with what every model's analysis needs from the pixels alone.
+
+    Comparing seven models on one photo used to decode it, find its cell and
+    measure its red cells seven times.
+    """
+
+    image: Image.Image
+    mask: CellMask
+    red_cell_size: float | None
+
+    @classmethod
+    def of(cls, image: Image.Image) -> "Photo":
+        mask = find_cell(image)
+        return cls(image, mask, photo_red_cell_size(image, mask))
+
+
+class LazyPhoto:
+    """File bytes that become a Photo on first use, once; or the reason they cannot."""
+
+    def __init__(self, data: bytes):
+        self._data = data
+        self._photo: Photo | None = None
+        self._error: str | None = None
+
+    def get(self) -> Photo:
+        """The Photo; raises ImageReadError (every time) for a file that is no usable image."""
+        if self._photo is None and self._error is None:
+            try:
+                self._photo = Photo.of(read_image(self._data))
+            except ImageReadError as exc:
+                self._error = str(exc)
+        if self._error is not None:
+            raise ImageReadError(self._error)
+        return self._photo
+
+
+@dataclass
 class ModelService:
     """A loaded classifier, its explainer, and the lock that guards both."""
 
@@ -109,15 +147,16 @@ class ModelService:
         with self.lock:
             self.explainer.gradcam(np.zeros((size, size, 3), np.float32))
 
-    def analyse(self, name: str, data: bytes | Image.Image, method: str = GRADCAM,
+    def analyse(self, name: str, data: bytes | Image.Image | LazyPhoto, method: str = GRADCAM,
                 class_index: int | None = None) -> Analysis:
-        """Predict and explain one image given as file bytes or a decoded image."""
+        """Predict and explain one image given as file bytes, a decoded image, or a LazyPhoto shared by models."""
         try:
-            image = data if isinstance(data, Image.Image) else read_image(data)
+            photo = data.get() if isinstance(data, LazyPhoto) else \
+                Photo.of(data if isinstance(data, Image.Image) else read_image(data))
         except ImageReadError as exc:
             return Analysis(name, self.name, error=str(exc))
         classifier = self.classifier
-        mask = find_cell(image)
+        image, mask = photo.image, photo.mask
         model_input = to_model_input(image, classifier.input_size, classifier.view, mask)
         with self.lock:
             explanation = self.explainer.explain(model_input, method, class_index)
@@ -135,7 +174,7 @@ class ModelService:
                         ood_threshold=None if detector is None else detector.threshold,
                         cell_problem=mask.problem, model_view=view, view_box=box,
                         view_description=VIEW_DESCRIPTIONS.get(classifier.view),
-                        red_cell_size=photo_red_cell_size(image, mask))
+                        red_cell_size=photo.red_cell_size)
 
 
 def results_rows(analyses: list[Analysis], threshold: float = DEFAULT_UNSURE_THRESHOLD) -> list[dict]:

@@ -14,7 +14,7 @@ from bloodcell.errors import ImageReadError
 from bloodcell.explain import GRADCAM, METHODS, overlay
 from bloodcell.imaging import read_image
 from bloodcell.redcells import TRAINING_RED_CELL_RANGE, magnification_note
-from bloodcell.service import (DEFAULT_UNSURE_THRESHOLD, SHIPPED_MODELS_AGREE_ON_OTHER_LAB,
+from bloodcell.service import (DEFAULT_UNSURE_THRESHOLD, SHIPPED_MODELS_AGREE_ON_OTHER_LAB, LazyPhoto,
                                SHIPPED_MODELS_AGREE_ON_TEST, differential_count, model_answers, results_rows,
                                rows_to_csv)
 from pages.common import (MISSING, data_dir, in_percent, load_dataset_overview, load_service, model_names,
@@ -37,9 +37,14 @@ METHOD_HELP = ("Grad-CAM comes with the prediction at no extra cost. Grad-CAM++,
 
 # Caches are shared by all sessions and bounded so memory stays flat under load.
 @st.cache_data(max_entries=120, show_spinner=False)
-def analyse(model: str, folder: str, name: str, data: bytes, method: str, class_index: int | None):
-    """Prediction and heatmap for one image; cached so sliders do not recompute them."""
-    return load_service(model, folder).analyse(name, data, method, class_index)
+def analyse(model: str, folder: str, name: str, data: bytes, method: str, class_index: int | None,
+            _photo: LazyPhoto):
+    """Prediction and heatmap for one image; cached so sliders do not recompute them.
+
+    `_photo` (left out of the cache key) is `data` decoded once for all the
+    models compared on it, and only if one of them is not cached yet.
+    """
+    return load_service(model, folder).analyse(name, _photo, method, class_index)
 
 
 @st.cache_data(max_entries=40, show_spinner=False)
@@ -225,7 +230,8 @@ with st.spinner("Classifying…"):
     for position, (name, data) in enumerate(inputs):
         with st.container(border=True, key=f"result_{position}"):
             st.markdown(f"**{name}**")
-            results = [analyse(m, str(models_dir()), name, data, options["method"], options["class_index"])
+            photo = LazyPhoto(data)
+            results = [analyse(m, str(models_dir()), name, data, options["method"], options["class_index"], photo)
                        for m in models]
             analyses += results
             if not results[0].ok:

@@ -8,7 +8,8 @@ from PIL import Image, ImageDraw
 from bloodcell.config import LAB_RED_CELL_SIZE, SOURCE_LAB
 from bloodcell.counterfactual import (BY_RED_CELLS, BY_WHITE_CELLS, lab_look, lab_zoom, lab_looks,
                                       magnification_ruler)
-from bloodcell.redcells import lab_red_cell_sizes, magnification_note, photo_red_cell_size, red_cell_diameters
+from bloodcell.redcells import (MEASURE_SIDE, lab_red_cell_sizes, magnification_note, photo_red_cell_size,
+                               red_cell_diameters)
 
 # draw_field's red cells: radius 0.09 of the side.
 DRAWN_DIAMETER = 0.18
@@ -135,6 +136,15 @@ def test_a_photos_magnification_is_read_against_the_training_photos():
     assert "lower magnification" in magnification_note(smaller)
     assert "higher magnification" in magnification_note(0.35)
     assert magnification_note(None) is None and magnification_note(float("nan")) is None
+
+
+def test_a_large_photo_measures_as_its_smaller_copy():
+    """A phone photo is measured on a working copy: the same fraction, not a second of work."""
+    image, _ = draw_field("peach", seed=3)
+    large = image.resize((image.width * 6, image.height * 6), Image.Resampling.BICUBIC)
+    assert min(large.size) > MEASURE_SIDE
+    assert photo_red_cell_size(large) == pytest.approx(photo_red_cell_size(image), rel=0.03)
+    assert photo_red_cell_size(large) == pytest.approx(DRAWN_DIAMETER, rel=0.04)
 
 
 @pytest.mark.parametrize("size", [(1, 1), (3, 40), (12, 12)])

@@ -12,7 +12,7 @@ import pytest
 from bloodcell.abstention import NOT_A_CELL, NOT_CONFIDENT
 from bloodcell.config import CLASS_NAMES
 from bloodcell.explain import GRADCAM
-from bloodcell.service import (Analysis, ModelService, differential_count, model_answers, results_rows,
+from bloodcell.service import (Analysis, LazyPhoto, ModelService, differential_count, model_answers, results_rows,
                                rows_to_csv)
 from conftest import draw_cell, encode
 
@@ -29,6 +29,24 @@ def test_analyse_good_and_bad_bytes(service):
     assert good.heatmap.shape == (32, 32) and good.image_size == (80, 80)
     bad = service.analyse("notes.jpg", b"plain text")
     assert not bad.ok and "not a readable image" in bad.error and bad.predicted_class is None
+
+
+def test_a_photo_shared_by_models_is_decoded_once(service, monkeypatch):
+    from bloodcell import service as service_module
+
+    data = encode(draw_cell("monocyte", size=80))
+    decoded = []
+    read = service_module.read_image
+    monkeypatch.setattr(service_module, "read_image", lambda raw: decoded.append(1) or read(raw))
+    photo = LazyPhoto(data)
+    first, second = service.analyse("cell.png", photo), service.analyse("cell.png", photo)
+    assert len(decoded) == 1
+    alone = service.analyse("cell.png", data)
+    assert np.allclose(first.probabilities, alone.probabilities) and np.allclose(second.heatmap, alone.heatmap)
+    assert first.red_cell_size == alone.red_cell_size and first.view_box == alone.view_box
+    unreadable = LazyPhoto(b"plain text")
+    assert [service.analyse("notes.jpg", unreadable).ok for _ in range(2)] == [False, False]
+    assert "not a readable image" in service.analyse("notes.jpg", unreadable).error
 
 
 def test_chosen_class_is_explained(service):
