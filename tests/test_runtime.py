@@ -119,7 +119,7 @@ def test_cli_predict_runs_in_litert_with_a_clean_stderr(tiny_models_dir, tmp_pat
                            str(tiny_models_dir / "cnn"), str(image)],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("file,verdict,predicted_class")
+    assert done.stdout.startswith("file,verdict,reason,predicted_class")
     assert done.stderr == ""  # no TensorFlow or LiteRT start-up lines
 
 
