@@ -13,6 +13,10 @@ from bloodcell.config import (CLASS_NAMES, TARGET_CROSS_SOURCE_ACCURACY, TARGET_
 TRAIN_COLOUR = "#1f77b4"
 VAL_COLOUR = "#d62728"
 LR_COLOUR = "#7f7f7f"
+BEST_COLOUR = "green"
+# The later training phase (fine-tuning) is shaded this colour.
+PHASE_COLOUR = "orange"
+PHASE_OPACITY = 0.07
 
 
 # Line styles of the runs of a model averaged from several (bloodcell.soup).
@@ -35,6 +39,17 @@ def _add_curves(figure: go.Figure, history: list[dict], metric: str, prefix: str
                      secondary_y=True)
 
 
+def _legend_entry(figure: go.Figure, name: str, style: dict) -> None:
+    """A name in the legend for a line or shading drawn as a shape. Labels drawn in the plot
+    covered the curves (an accuracy near 1 runs along the top, the learning rate along the bottom)."""
+    figure.add_trace(go.Scatter(x=[None], y=[None], name=name, hoverinfo="skip", **style))
+
+
+def _mark_best_epoch(figure: go.Figure, epoch: int, dash: str, name: str) -> None:
+    figure.add_vline(x=epoch, line_dash=dash, line_color=BEST_COLOUR)
+    _legend_entry(figure, name, {"mode": "lines", "line": {"color": BEST_COLOUR, "dash": dash}})
+
+
 def _best_epoch(history: list[dict]) -> int:
     """The epoch whose weights a run kept: the lowest validation loss of its last phase."""
     last_phase = [row for row in history if row.get("phase") == history[-1].get("phase")]
@@ -55,22 +70,21 @@ def history_figure(history: list[dict], metric: str, best_epoch: int | None = No
             rows = [row for row in history if row.get("run") == run]
             _add_curves(figure, rows, metric, f"run {run}: ", RUN_DASHES[index % len(RUN_DASHES)])
             best = _best_epoch(rows)
-            figure.add_vline(x=best, line_dash=RUN_DASHES[index % len(RUN_DASHES)], line_color="green",
-                             annotation_text=f"run {run} best {best}",
-                             annotation_position="top left" if index % 2 == 0 else "bottom left")
+            _mark_best_epoch(figure, best, RUN_DASHES[index % len(RUN_DASHES)], f"run {run} best epoch {best}")
         history = [row for row in history if row.get("run") == runs[0]]
     else:
         _add_curves(figure, history, metric)
         if best_epoch is not None:
-            figure.add_vline(x=best_epoch, line_dash="dash", line_color="green",
-                             annotation_text=f"best epoch {best_epoch}", annotation_position="top left")
+            _mark_best_epoch(figure, best_epoch, "dash", f"best epoch {best_epoch}")
     epochs = [row["epoch"] for row in history]
     phases = [row.get("phase") for row in history]
     for index in range(1, len(phases)):
         if phases[index] != phases[index - 1]:
-            figure.add_vrect(x0=epochs[index] - 0.5, x1=max(epochs) + 0.5, fillcolor="orange", opacity=0.07,
-                             line_width=0, annotation_text=str(phases[index]).replace("_", "-"),
-                             annotation_position="bottom right")
+            figure.add_vrect(x0=epochs[index] - 0.5, x1=max(epochs) + 0.5, fillcolor=PHASE_COLOUR,
+                             opacity=PHASE_OPACITY, line_width=0)
+            _legend_entry(figure, f"{str(phases[index]).replace('_', '-')} (shaded)",
+                          {"mode": "markers", "marker": {"symbol": "square", "size": 12, "color": PHASE_COLOUR,
+                                                         "opacity": 4 * PHASE_OPACITY}})
     figure.update_yaxes(title_text=metric, secondary_y=False)
     figure.update_yaxes(title_text="learning rate", type="log", tickformat=".0e", secondary_y=True,
                         showgrid=False)

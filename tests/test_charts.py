@@ -17,8 +17,10 @@ HISTORY = [
 def test_history_figure_has_train_val_and_learning_rate():
     figure = history_figure(HISTORY, "loss", best_epoch=2)
     names = [trace.name for trace in figure.data]
-    assert names == ["train loss", "validation loss", "learning rate"]
+    # The best epoch and the fine-tune shading are named in the legend, not written over the curves.
+    assert names == ["train loss", "validation loss", "learning rate", "best epoch 2", "fine-tune (shaded)"]
     assert list(figure.data[1].y) == [1.1, 0.6]
+    assert not figure.layout.annotations
 
 
 def test_history_figure_of_averaged_runs_draws_each_run_and_its_best_epoch():
@@ -26,9 +28,10 @@ def test_history_figure_of_averaged_runs_draws_each_run_and_its_best_epoch():
               for row in HISTORY] + [{**HISTORY[1], "epoch": 3, "val_loss": 0.9, "run": 2}]
     figure = history_figure([{**row, "run": 1} for row in HISTORY] + second, "loss")
     names = [trace.name for trace in figure.data]
-    assert names == ["run 1: train loss", "run 1: validation loss", "run 1: learning rate",
-                     "run 2: train loss", "run 2: validation loss", "run 2: learning rate"]
-    assert list(figure.data[4].x) == [1, 2, 3] and list(figure.data[4].y) == [1.1, 1.1, 0.9]
+    assert names == ["run 1: train loss", "run 1: validation loss", "run 1: learning rate", "run 1 best epoch 2",
+                     "run 2: train loss", "run 2: validation loss", "run 2: learning rate", "run 2 best epoch 3",
+                     "fine-tune (shaded)"]
+    assert list(figure.data[5].x) == [1, 2, 3] and list(figure.data[5].y) == [1.1, 1.1, 0.9]
     # Run 1 kept epoch 2; run 2's fine-tune phase is lowest at epoch 3.
     assert [shape.x0 for shape in figure.layout.shapes if shape.type == "line"] == [2, 3]
 
