@@ -6,14 +6,6 @@ from bloodcell.cells import DESCRIPTIONS, DISPLAY_NAMES
 from bloodcell.config import CLASS_NAMES, DEFAULT_MODEL
 from pages.common import load_model_files, models_dir, page_setup
 
-page_setup()
-st.title("bloodcell")
-st.markdown(
-    "Classify single **white-blood-cell** microscope images into five classes and see "
-    "**where the model looked** when it decided. Built for students and teachers of "
-    "haematology and of deep learning: every prediction comes with calibrated probabilities "
-    "and a heatmap, so you can judge whether the model looked at the cell or at something else."
-)
 
 def lab_warning() -> str:
     """The caveat every visitor should read first, with the default model's own figure from a third lab."""
@@ -27,6 +19,15 @@ def lab_warning() -> str:
                   "microscope.")
     return words + " The Trust page shows how far each model reads the lab, and how it was measured."
 
+
+page_setup()
+st.title("bloodcell")
+st.markdown(
+    "Classify single **white-blood-cell** microscope images into five classes and see "
+    "**where the model looked** when it decided. Built for students and teachers of "
+    "haematology and of deep learning: every prediction comes with calibrated probabilities "
+    "and a heatmap, so you can judge whether the model looked at the cell or at something else."
+)
 
 st.warning(lab_warning(), icon=":material/science:")
 
