@@ -62,7 +62,9 @@ def test_soup_card_records_its_runs_and_is_reported_like_a_trained_model(soup_di
     assert card["test_metrics"]["accuracy"] == metrics["accuracy"]
     history = json.loads((folder / "history.json").read_text())
     assert sorted({row["run"] for row in history}) == [1, 2]
-    assert len(history_figure(history, "loss").data) == 6
+    # Each run: its three curves, and its best epoch named in the legend.
+    names = [trace.name for trace in history_figure(history, "loss").data]
+    assert sum(": " in name for name in names) == 6 and sum("best epoch" in name for name in names) == 2
     assert (out / "split.json").read_bytes() == (runs[0].parent / "split.json").read_bytes()
     classifier = Classifier.load("cellfocus", out)
     assert classifier.predict_proba(np.zeros((1, 32, 32, 3), np.float32)).shape == (1, 5)
