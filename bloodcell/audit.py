@@ -44,6 +44,7 @@ from bloodcell.data import load_or_create_manifest
 from bloodcell.errors import BloodcellError
 from bloodcell.evaluation import collect_labelled_images
 from bloodcell.explain import Explainer
+from bloodcell.framing import frame_photo
 from bloodcell.imaging import CELL_VIEW, CELL_VIEWS, FILL_CELL_VIEW, GREY_CELL_VIEW, read_image, to_model_input
 from bloodcell.inference import Classifier, resolve_model_dir
 from bloodcell.metrics import accuracy_interval, paired_difference_interval
@@ -263,6 +264,10 @@ def run_audit(model: str, data_dir: Path, models_dir: str | Path | None = None,
             first_cells.append(image)
         mask = find_cell(image)
         test_shapes.append(shape_features(silhouette(mask)))
+        # What the model is shown from here on, as in the app (the photo as it
+        # is for all but a few whose red cells are unusually small).
+        framing = frame_photo(image, mask)
+        image, mask = framing.image, framing.mask
         model_input, cell = model_input_and_mask(classifier, image, mask)
         explanation = explainer.gradcam(model_input)
         prediction = classifier.assess(path, image, model_input)

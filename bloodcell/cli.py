@@ -187,21 +187,21 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     classifier = Classifier.load(args.model, args.models_dir)
     results = classifier.predict_sources(files, [str(f) for f in files])
     header = ["file", "verdict", "reason", "predicted_class", "confidence", *CLASS_NAMES, "ood_score",
-              "red_cell_size", "error"]
+              "red_cell_size", "zoom", "error"]
     handle = open(args.csv, "w", newline="") if args.csv else sys.stdout
     try:
         writer = csv.writer(handle)
         writer.writerow(header)
         for result in results:
             if result.error is not None:
-                writer.writerow([result.source, "unreadable", "", "", "", *[""] * len(CLASS_NAMES), "", "",
+                writer.writerow([result.source, "unreadable", "", "", "", *[""] * len(CLASS_NAMES), "", "", "",
                                  result.error])
             else:
                 ood = "" if result.ood_score is None else f"{result.ood_score:.2f}"
                 red = "" if result.red_cell_size is None else f"{result.red_cell_size:.3f}"
                 writer.writerow([result.source, result.verdict(args.min_confidence),
                                  result.reason(args.min_confidence), result.predicted_class, f"{result.confidence:.4f}",
-                                 *[f"{p:.4f}" for p in result.probabilities], ood, red, ""])
+                                 *[f"{p:.4f}" for p in result.probabilities], ood, red, f"{result.zoom:.2f}", ""])
     finally:
         if handle is not sys.stdout:
             handle.close()

@@ -13,12 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from bloodcell.abstention import DEFAULT_MIN_CONFIDENCE, OOD_FILE, OutlierDetector, verdict, verdict_reason
-from bloodcell.cellmask import find_cell
 from bloodcell.config import CLASS_NAMES, resolve_models_dir
 from bloodcell.data import sha256_file
 from bloodcell.errors import BloodcellError, ImageReadError
-from bloodcell.imaging import FULL_VIEW, ImageSource, load_model_input, read_image, to_model_input
-from bloodcell.redcells import photo_red_cell_size
+from bloodcell.framing import Framing, frame_photo
+from bloodcell.imaging import FULL_VIEW, ImageSource, read_image, to_model_input
 from bloodcell.runtime import AUTO, KERAS, LITE, LITE_FILE, RUNTIMES, KerasRunner, LiteRunner, lite_available
 
 MODEL_FILE = "model.keras"
@@ -144,6 +143,9 @@ class FilePrediction:
     # the photo's magnification: its lone red cells' median diameter over its
     # shorter side (bloodcell.redcells); None when it has none
     red_cell_size: float | None = None
+    # how much closer the models saw the cell than the photo shows it: above 1
+    # when the photo was cropped to the training magnification (bloodcell.framing)
+    zoom: float = 1.0
 
     def verdict(self, min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> str | None:
         """OK, not confident, or not a single blood cell (bloodcell.abstention)."""
@@ -284,28 +286,32 @@ class Classifier:
         return softmax(self.logits(images), self.temperature)
 
     def prepare(self, source: ImageSource) -> np.ndarray:
-        return load_model_input(source, self.input_size, self.view)
+        """The model input for one file, as `predict_sources` makes it (framed: bloodcell.framing)."""
+        framing = frame_photo(read_image(source))
+        return to_model_input(framing.image, self.input_size, self.view, framing.mask)
 
     def ood_scores(self, features: np.ndarray) -> np.ndarray | None:
         """Out-of-distribution scores of penultimate features, or None without a detector."""
         return None if self.outlier_detector is None else self.outlier_detector.score(features)
 
     def assess(self, name: str, image, model_input: np.ndarray | None = None) -> FilePrediction:
-        """Probabilities, out-of-distribution score and cell check for one decoded image."""
-        mask = find_cell(image)
-        if model_input is None:
-            model_input = to_model_input(image, self.input_size, self.view, mask)
-        features, logits = self.features_and_logits(model_input[None])
-        return self._prediction(name, features[0], logits[0], mask, photo_red_cell_size(image, mask))
+        """Probabilities, out-of-distribution score and cell check for one decoded image.
 
-    def _prediction(self, name: str, features: np.ndarray, logits: np.ndarray, mask,
-                    red_cell_size: float | None = None) -> FilePrediction:
+        `model_input`, when given, must come from `frame_photo(image).image`.
+        """
+        framing = frame_photo(image)
+        if model_input is None:
+            model_input = to_model_input(framing.image, self.input_size, self.view, framing.mask)
+        features, logits = self.features_and_logits(model_input[None])
+        return self._prediction(name, features[0], logits[0], framing)
+
+    def _prediction(self, name: str, features: np.ndarray, logits: np.ndarray, framing: Framing) -> FilePrediction:
         scores = self.ood_scores(features[None])
         return FilePrediction(
             name, softmax(logits[None], self.temperature)[0],
             ood_score=None if scores is None else float(scores[0]),
             ood_threshold=None if self.outlier_detector is None else self.outlier_detector.threshold,
-            cell_problem=mask.problem, red_cell_size=red_cell_size,
+            cell_problem=framing.mask.problem, red_cell_size=framing.red_cell_size, zoom=framing.zoom,
         )
 
     def predict_sources(self, sources: list[ImageSource], names: list[str] | None = None) -> list[FilePrediction]:
@@ -314,21 +320,18 @@ class Classifier:
         results = [FilePrediction(name) for name in names]
         ready: list[int] = []
         inputs: list[np.ndarray] = []
-        masks: list = []
-        red_cells: list[float | None] = []
+        framings: list[Framing] = []
         for index, source in enumerate(sources):
             try:
-                image = read_image(source)
-                mask = find_cell(image)
-                inputs.append(to_model_input(image, self.input_size, self.view, mask))
-                masks.append(mask)
-                red_cells.append(photo_red_cell_size(image, mask))
+                framing = frame_photo(read_image(source))
+                inputs.append(to_model_input(framing.image, self.input_size, self.view, framing.mask))
+                framings.append(framing)
                 ready.append(index)
             except ImageReadError as exc:
                 results[index].error = str(exc)
             if len(inputs) == BATCH_SIZE or (index == len(sources) - 1 and inputs):
                 features, logits = self.features_and_logits(np.stack(inputs))
-                for position, f, z, m, r in zip(ready, features, logits, masks, red_cells):
-                    results[position] = self._prediction(names[position], f, z, m, r)
-                ready, inputs, masks, red_cells = [], [], [], []
+                for position, f, z, framing in zip(ready, features, logits, framings):
+                    results[position] = self._prediction(names[position], f, z, framing)
+                ready, inputs, framings = [], [], []
         return results

@@ -34,6 +34,15 @@ from bloodcell.imaging import read_image
 # span 0.19-0.22 of the image's shorter side in Barcelona and 0.23-0.27 in
 # Munich, so a blob under 0.1 is a platelet or debris.
 MIN_DIAMETER = 0.1
+# That floor is set at the training photos' magnification: in a photo taken
+# at a third of it, every red cell measures under 0.1. A platelet (2-3
+# micrometres) is small beside the white cell (9-20), where a red cell (7.5)
+# measures 0.4-0.7 of the white cell's longer side in the median photo of
+# each class. So a blob at least this share of the white cell counts too,
+# whatever the magnification. It lowers the floor only where the white cell
+# spans under a quarter of the photo's side: no dataset photo's measurement
+# changes.
+MIN_RED_TO_WHITE = 0.4
 # A disc's area fills its convex hull and its second moments are equal;
 # two touching red cells fail both.
 MIN_SOLIDITY = 0.9
@@ -80,14 +89,16 @@ def red_cell_diameters(image: Image.Image | np.ndarray, white_cell: CellMask | N
     candidates = ndimage.binary_opening(candidates, iterations=2)
     labels, _ = ndimage.label(candidates)
     side = min(green.shape)
-    widest = MAX_RED_TO_WHITE * white_cell.cell_side() * side / min(white_cell.cell.shape)
+    white_side = white_cell.cell_side() * side / min(white_cell.cell.shape)
+    narrowest = min(MIN_DIAMETER * side, MIN_RED_TO_WHITE * white_side)
+    widest = MAX_RED_TO_WHITE * white_side
     diameters = []
     for index, box in enumerate(ndimage.find_objects(labels), start=1):
         if box is None or _touches_edge(box, green.shape):
             continue
         rows, cols = np.nonzero(labels[box] == index)
         diameter = np.sqrt(4 * rows.size / np.pi)
-        if MIN_DIAMETER * side <= diameter <= widest and _is_disc(rows, cols):
+        if narrowest <= diameter <= widest and _is_disc(rows, cols):
             diameters.append(float(diameter / side))
     return diameters
 
@@ -98,13 +109,21 @@ def photo_red_cell_size(image: Image.Image | np.ndarray, white_cell: CellMask | 
     return float(np.median(diameters)) if diameters else None
 
 
-def magnification_note(red_cell_size: float | None) -> str | None:
-    """What a photo's red cells say about its magnification against the training photos'; None if unmeasured."""
+def magnification_note(red_cell_size: float | None, zoom: float = 1.0) -> str | None:
+    """What a photo's red cells say about its magnification against the training photos'; None if unmeasured.
+
+    `zoom` above 1: the models saw the photo cropped that much closer around
+    its white cell (bloodcell.framing).
+    """
     if red_cell_size is None or not np.isfinite(red_cell_size):
         return None
     low, high = TRAINING_RED_CELL_RANGE
     measured = (f"Red cells span {red_cell_size:.0%} of this photo's shorter side; "
                 f"{100 * low:.0f}–{high:.0%} in the training photos (Barcelona about 20%, Munich about 25%).")
+    if red_cell_size < low and zoom > 1:
+        return (measured + " This photo is at a lower magnification than 98% of the training photos, so the "
+                f"models saw the square around its white cell, {zoom:.1f}× closer: the cell at the size "
+                "they were trained on.")
     if red_cell_size < low:
         return (measured + " This photo is at a lower magnification than 98% of the training photos: "
                 "its white cell looks smaller than the models are used to, so trust the answer less.")

@@ -17,14 +17,13 @@ import numpy as np
 from PIL import Image
 
 from bloodcell.abstention import DEFAULT_MIN_CONFIDENCE, NOT_A_CELL, NOT_CONFIDENT, OK, verdict, verdict_reason
-from bloodcell.cellmask import CellMask, find_cell
 from bloodcell.cellview import view_box
 from bloodcell.config import CLASS_NAMES
 from bloodcell.errors import ImageReadError
 from bloodcell.explain import GRADCAM, Explainer
+from bloodcell.framing import Framing, frame_photo
 from bloodcell.imaging import CELL_VIEWS, VIEW_DESCRIPTIONS, read_image, to_model_input
 from bloodcell.inference import Classifier
-from bloodcell.redcells import photo_red_cell_size
 
 DEFAULT_UNSURE_THRESHOLD = DEFAULT_MIN_CONFIDENCE
 
@@ -44,13 +43,15 @@ class Analysis:
     ood_score: float | None = None
     ood_threshold: float | None = None
     cell_problem: str | None = None  # why the cell mask sees no single centred cell
-    # For a cell-view model: what it saw (uint8) and where that square lies in
-    # the image (left, top, right, bottom as fractions), so the heatmap can be
-    # drawn over the right part of the photo.
+    # For a cell-view model: what it saw (uint8). For every model: where the
+    # square it saw lies in the uploaded photo (left, top, right, bottom as
+    # fractions; None: the whole photo), so the heatmap can be drawn over the
+    # right part of the photo.
     model_view: np.ndarray | None = None
     view_box: tuple[float, float, float, float] | None = None
     view_description: str | None = None  # bloodcell.imaging.VIEW_DESCRIPTIONS
     red_cell_size: float | None = None  # the photo's magnification (bloodcell.redcells); None: unmeasured
+    zoom: float = 1.0  # above 1: the models saw the photo cropped to the training magnification (bloodcell.framing)
 
     @property
     def ok(self) -> bool:
@@ -89,14 +90,12 @@ class Photo:
     measure its red cells seven times.
     """
 
-    image: Image.Image
-    mask: CellMask
-    red_cell_size: float | None
+    image: Image.Image  # as uploaded
+    framing: Framing  # what the models see of it (bloodcell.framing)
 
     @classmethod
     def of(cls, image: Image.Image) -> "Photo":
-        mask = find_cell(image)
-        return cls(image, mask, photo_red_cell_size(image, mask))
+        return cls(image, frame_photo(image))
 
 
 class LazyPhoto:
@@ -156,25 +155,40 @@ class ModelService:
         except ImageReadError as exc:
             return Analysis(name, self.name, error=str(exc))
         classifier = self.classifier
-        image, mask = photo.image, photo.mask
+        framing = photo.framing
+        image, mask = framing.image, framing.mask
         model_input = to_model_input(image, classifier.input_size, classifier.view, mask)
         with self.lock:
             explanation = self.explainer.explain(model_input, method, class_index)
         scores = classifier.ood_scores(explanation.features[None])
         detector = classifier.outlier_detector
-        view, box = None, None
+        view = None
+        box = (0, 0, image.width, image.height)  # what the model saw, in `image`
         if classifier.view in CELL_VIEWS:
             view = np.clip(model_input + 0.5, 0, 255).astype(np.uint8)
-            left, top, right, bottom = view_box(mask, classifier.view)
-            box = (left / image.width, top / image.height, right / image.width, bottom / image.height)
+            box = view_box(mask, classifier.view)
         # float16 halves what the app's result cache holds; 0..1 needs no more.
         return Analysis(name, self.name, explanation.probabilities, explanation.class_index,
-                        explanation.heatmap.astype(np.float16), explanation.method, image_size=image.size,
+                        explanation.heatmap.astype(np.float16), explanation.method, image_size=photo.image.size,
                         ood_score=None if scores is None else float(scores[0]),
                         ood_threshold=None if detector is None else detector.threshold,
-                        cell_problem=mask.problem, model_view=view, view_box=box,
+                        cell_problem=mask.problem, model_view=view,
+                        view_box=_in_photo(box, framing, photo.image.size),
                         view_description=VIEW_DESCRIPTIONS.get(classifier.view),
-                        red_cell_size=photo.red_cell_size)
+                        red_cell_size=framing.red_cell_size, zoom=framing.zoom)
+
+
+def _in_photo(box: tuple[int, int, int, int], framing: Framing,
+              photo_size: tuple[int, int]) -> tuple[float, float, float, float] | None:
+    """`box` in the framed image as fractions of the uploaded photo; None when it is the whole photo."""
+    left, top, right, bottom = box
+    if framing.box is not None:
+        left, top, right, bottom = (left + framing.box[0], top + framing.box[1],
+                                    right + framing.box[0], bottom + framing.box[1])
+    width, height = photo_size
+    if (left, top, right, bottom) == (0, 0, width, height):
+        return None
+    return left / width, top / height, right / width, bottom / height
 
 
 def results_rows(analyses: list[Analysis], threshold: float = DEFAULT_UNSURE_THRESHOLD) -> list[dict]:
@@ -190,6 +204,7 @@ def results_rows(analyses: list[Analysis], threshold: float = DEFAULT_UNSURE_THR
             row[label] = round(float(a.probabilities[i]), 4) if a.ok else None
         row["ood_score"] = None if a.ood_score is None else round(a.ood_score, 2)
         row["red_cell_size"] = None if a.red_cell_size is None else round(a.red_cell_size, 3)
+        row["zoom"] = round(a.zoom, 2) if a.ok else None
         row["error"] = a.error or ""
         rows.append(row)
     return rows

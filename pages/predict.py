@@ -30,6 +30,8 @@ OOD_HELP = ("How far the image's features lie from every training cell's; above 
             "image is flagged as not a single blood cell.")
 RED_CELL_HELP = ("Red cells' diameter over the photo's shorter side: {:.0%}–{:.0%} in the training photos."
                  .format(*TRAINING_RED_CELL_RANGE))
+ZOOM_HELP = ("1.00×: the models saw the photo as it is. Above 1: its red cells showed a lower magnification "
+             "than the training photos', so the models saw the square around its white cell that much closer.")
 METHOD_HELP = ("Grad-CAM comes with the prediction at no extra cost. Grad-CAM++, Score-CAM and "
                "SmoothGrad (pixel-level gradients averaged over noisy copies) need TensorFlow: the "
                "first one asked for takes a few seconds to load, and each takes longer per image.")
@@ -139,7 +141,7 @@ def show_result(image, result, options: dict, key: str) -> None:
                caption=f"{result.method} for {explained}", width="stretch")
     with verdict:
         show_verdict(result, options["threshold"], key)
-        note = magnification_note(result.red_cell_size)
+        note = magnification_note(result.red_cell_size, result.zoom)
         if note:
             st.caption(note)
         st.plotly_chart(probability_figure(result.probabilities, int(result.probabilities.argmax()),
@@ -201,6 +203,7 @@ def show_summary(rows: list[dict]) -> None:
         **{label: percent_column(1, label=DISPLAY_NAMES[label]) for label in CLASS_NAMES},
         "ood_score": st.column_config.NumberColumn("outlier score", format="%.1f", help=OOD_HELP),
         "red_cell_size": percent_column(0, label="red cell size", help=RED_CELL_HELP),
+        "zoom": st.column_config.NumberColumn("zoom", format="%.2f×", help=ZOOM_HELP),
     }
     st.dataframe(shown, hide_index=True, width="stretch", column_config=columns, placeholder=MISSING)
 

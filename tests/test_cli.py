@@ -136,7 +136,7 @@ def test_predict_real_images_files_and_folders(capsys, shipped_models, small_rea
     assert code == 0, err
     rows = list(csv.DictReader(out.open()))
     assert list(rows[0]) == ["file", "verdict", "reason", "predicted_class", "confidence", *CLASS_NAMES,
-                             "ood_score", "red_cell_size", "error"]
+                             "ood_score", "red_cell_size", "zoom", "error"]
     assert len(rows) == 4 + 1 + 1 + 1  # 4 good + truncated in the folder, one file, the text file
     errors = {row["file"].rsplit("/", 1)[-1]: row["error"] for row in rows if row["error"]}
     assert set(errors) == {"truncated.jpg", "notes.png"}
@@ -148,6 +148,7 @@ def test_predict_real_images_files_and_folders(capsys, shipped_models, small_rea
     # Training photos: their lone red cells put them inside the training magnifications.
     measured = [float(row["red_cell_size"]) for row in good if row["red_cell_size"]]
     assert measured and all(0.17 <= size <= 0.29 for size in measured)
+    assert all(row["zoom"] == "1.00" for row in good)  # so they are shown as they are
 
 
 def test_predict_to_stdout(capsys, shipped_models, small_real_folder):

@@ -133,7 +133,8 @@ def test_a_photos_magnification_is_read_against_the_training_photos():
     assert "one the models have seen" in magnification_note(usual)
     smaller = photo_red_cell_size(photographed_smaller(image, 0.6, "peach"))
     assert smaller == pytest.approx(0.6 * DRAWN_DIAMETER, rel=0.05)
-    assert "lower magnification" in magnification_note(smaller)
+    assert "lower magnification" in magnification_note(smaller) and "trust the answer less" in magnification_note(smaller)
+    assert "2.1× closer" in magnification_note(0.1, zoom=2.1)  # framed (bloodcell.framing)
     assert "higher magnification" in magnification_note(0.35)
     assert magnification_note(None) is None and magnification_note(float("nan")) is None
 
