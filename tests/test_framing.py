@@ -7,7 +7,7 @@ from PIL import Image, ImageDraw
 
 from bloodcell.cellmask import find_cell
 from bloodcell.framing import MIN_RULER_RED_CELLS, REFRAME_BELOW, TARGET_RED_CELL_SIZE, frame_photo
-from bloodcell.imaging import to_model_input
+from bloodcell.imaging import read_image, to_model_input
 from bloodcell.redcells import photo_red_cell_size, red_cell_diameters
 
 DRAWN_DIAMETER = 0.18  # the red cells of draw_field and small_cell_field, over the side
@@ -148,3 +148,54 @@ def test_a_whole_image_model_is_shown_the_crop_and_its_heatmap_lies_over_it(tiny
     assert analysis.image_size == smaller.size
     as_given = ModelService.load("cnn", tiny_models_dir).analyse("field", small_cell_field())
     assert as_given.view_box is None and as_given.zoom == 1.0
+
+
+@pytest.mark.parametrize("zoom, least_framed", [(2.0, 0.75), (3.0, 0.33)])
+def test_a_real_cell_at_a_lower_magnification_is_seen_at_the_training_one(real_data, shipped_models, zoom,
+                                                                          least_framed):
+    """Test-split monocytes shown by a camera at 1/2 and 1/3 of the magnification (benchmarks/magnification.py).
+
+    At a third, fewer photos keep three red cells clear of each other and of
+    the edge, so fewer have a ruler.
+    """
+    from benchmarks.magnification import wider_field
+    from bloodcell.data import load_manifest, manifest_path
+    from bloodcell.inference import Classifier
+
+    classifier = Classifier.load("cellfocus", shipped_models)
+    monocytes = [path for path, label in load_manifest(manifest_path(shipped_models)).paths("test")
+                 if label == "monocyte"][:12]
+    framed, right = 0, 0
+    for path in monocytes:
+        photo = read_image(real_data / path)
+        wide = wider_field(photo, zoom)
+        framing = frame_photo(wide)
+        if framing.reframed:
+            framed += 1
+            # Cropped back to about the training magnification (the crop never cuts the cell).
+            assert photo_red_cell_size(framing.image) == pytest.approx(TARGET_RED_CELL_SIZE, rel=0.2)
+            right += classifier.assess(path, wide).predicted_class == "monocyte"
+    assert framed >= least_framed * len(monocytes)
+    assert right >= framed - 2
+
+
+def test_the_benchmarks_wider_field_shrinks_the_cell_and_keeps_the_photo_size():
+    from benchmarks.magnification import wider_field
+
+    field = small_cell_field()
+    wide = wider_field(field, 2.0)
+    assert wide.size == field.size
+    assert find_cell(wide).cell_side() == pytest.approx(find_cell(field).cell_side() / 2, rel=0.1)
+    assert photo_red_cell_size(wide) == pytest.approx(DRAWN_DIAMETER / 2, rel=0.1)
+
+
+def test_a_field_of_several_cells_is_not_cropped_to_one_of_them():
+    """The abstention's "several cells" must survive: framing would otherwise pick one cell and hide the rest."""
+    cell = photographed_smaller(small_cell_field(), 0.5, "peach")
+    field = Image.new("RGB", (cell.width * 2, cell.height * 2))
+    for x in (0, cell.width):
+        for y in (0, cell.height):
+            field.paste(cell, (x, y))
+    assert find_cell(field).problem is not None
+    framing = frame_photo(field)
+    assert not framing.reframed and framing.image is field and framing.mask.problem is not None
