@@ -53,6 +53,11 @@ st.markdown(
     "image far from every training image (a whole smear, a photo of anything else, a blank "
     "slide) is flagged as not a single blood-cell image; the check is a distance in the model's "
     "feature space, so an unusual cell can be flagged and an odd image can slip through.\n"
+    "- **One magnification.** A cell photographed at a lower magnification looks smaller, and "
+    "smaller reads as another cell type. When a photo's red cells show it clearly (three or more "
+    "measured), every model sees it cropped around its white cell to the training magnification; "
+    "without such a ruler it is shown as it is, and most models then do much worse (cellfill, "
+    "whose view follows the cell, much less). A photo at a higher magnification is never widened.\n"
     "- **Calibrated on the validation split.** Probabilities are temperature-scaled; on images unlike "
     "the training set they can still be confidently wrong."
 )
