@@ -63,14 +63,6 @@ class Framing:
     def reframed(self) -> bool:
         return self.box is not None
 
-    def box_fractions(self, original_size: tuple[int, int]) -> tuple[float, float, float, float] | None:
-        """The crop as fractions of the given photo's width and height; None when not reframed."""
-        if self.box is None:
-            return None
-        width, height = original_size
-        left, top, right, bottom = self.box
-        return left / width, top / height, right / width, bottom / height
-
 
 def frame_photo(image: Image.Image, mask: CellMask | None = None) -> Framing:
     """`image` as the models should see it: cropped around its white cell if its magnification is too low."""

@@ -13,6 +13,12 @@ from bloodcell.redcells import photo_red_cell_size, red_cell_diameters
 DRAWN_DIAMETER = 0.18  # the red cells of draw_field and small_cell_field, over the side
 
 
+def fractions(box, size):
+    """A pixel box as fractions of the photo's width and height, as Analysis.view_box gives it."""
+    (left, top, right, bottom), (width, height) = box, size
+    return left / width, top / height, right / width, bottom / height
+
+
 def small_cell_field(look: str = "peach", size: int = 360) -> Image.Image:
     """A white cell 0.3 of the side across (a small one, as an erythroblast) ringed by six lone red cells."""
     colours = LOOKS[look]
@@ -61,7 +67,6 @@ def test_a_photo_at_the_training_magnification_is_left_as_it_is(look):
     assert photo_red_cell_size(field) >= REFRAME_BELOW
     framing = frame_photo(field)
     assert framing.image is field and framing.zoom == 1.0 and framing.box is None
-    assert framing.box_fractions(field.size) is None
 
 
 def test_a_higher_magnification_is_not_widened():
@@ -90,10 +95,10 @@ def test_no_white_cell_no_reframing():
     assert not framing.reframed and framing.red_cell_size is None and framing.red_cells == 0
 
 
-def test_box_fractions_place_the_crop_in_the_photo():
+def test_the_crop_is_a_square_of_one_over_zoom_of_the_photo():
     smaller = photographed_smaller(small_cell_field(), 0.5, "peach")
     framing = frame_photo(smaller)
-    left, top, right, bottom = framing.box_fractions(smaller.size)
+    left, top, right, bottom = fractions(framing.box, smaller.size)
     assert 0 <= left < right <= 1 and 0 <= top < bottom <= 1
     assert right - left == pytest.approx(1 / framing.zoom, rel=0.02)
 
@@ -133,7 +138,7 @@ def test_every_prediction_path_sees_the_framed_photo(shipped_models, tmp_path):
     assert analysis.zoom == pytest.approx(framing.zoom) and np.allclose(analysis.probabilities, expected, atol=1e-5)
     # The square the cell view took, placed back in the uploaded photo: inside the crop.
     left, top, right, bottom = analysis.view_box
-    crop_left, crop_top, crop_right, crop_bottom = framing.box_fractions(smaller.size)
+    crop_left, crop_top, crop_right, crop_bottom = fractions(framing.box, smaller.size)
     assert crop_left - 1e-6 <= left < right <= crop_right + 1e-6
     assert crop_top - 1e-6 <= top < bottom <= crop_bottom + 1e-6
 
@@ -144,7 +149,7 @@ def test_a_whole_image_model_is_shown_the_crop_and_its_heatmap_lies_over_it(tiny
     smaller = photographed_smaller(small_cell_field(), 0.5, "peach")
     framing = frame_photo(smaller)
     analysis = ModelService.load("cnn", tiny_models_dir).analyse("wide", smaller)
-    assert analysis.view_box == pytest.approx(framing.box_fractions(smaller.size))
+    assert analysis.view_box == pytest.approx(fractions(framing.box, smaller.size))
     assert analysis.image_size == smaller.size
     as_given = ModelService.load("cnn", tiny_models_dir).analyse("field", small_cell_field())
     assert as_given.view_box is None and as_given.zoom == 1.0
