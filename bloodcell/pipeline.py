@@ -277,6 +277,15 @@ def choose_twins(images: tf.Tensor, twins: tf.Tensor, share: float) -> tf.Tensor
     return tf.where(use_twin[:, None, None, None], twins, images)
 
 
+def pair_with_twins(images: tf.Tensor, twins: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """One batch of the views followed by their twins, each under its image's label.
+
+    bloodcell.consistency relies on this order: row i and row i + n are the
+    same cell in its own lab's look and in the other lab's.
+    """
+    return tf.concat([images, twins], axis=0), tf.concat([labels, labels], axis=0)
+
+
 def make_dataset(
     paths: list[Path],
     labels: list[int],
@@ -291,6 +300,7 @@ def make_dataset(
     magnification_ruler: str = BY_WHITE_CELLS,
     random_texture: float = 0.0,
     twin_share: float = 0.0,
+    twin_pairs: bool = False,
     looks: dict[str, LabLook] | None = None,
 ) -> tf.data.Dataset:
     """Batched (images, labels) with images as float32 0..255, cached in memory.
@@ -302,13 +312,17 @@ def make_dataset(
     convolution after the colour augmentation (see random_convolution);
     `twin_share` the share replaced by their counterfactual twin under
     `looks` (bloodcell.counterfactual.lab_looks; cell views only), before
-    any other augmentation. Both members of each pair are cached, so a twin
-    is built once per image and each image keeps one twin (its field is
-    chosen by its place in `paths`).
+    any other augmentation. With `twin_pairs` every batch holds
+    `batch_size` views and then their twins, so it is twice as large
+    (pair_with_twins; for bloodcell.consistency). Both members of each pair
+    are cached, so a twin is built once per image and each image keeps one
+    twin (its field is chosen by its place in `paths`).
     """
     if magnification_transfer and view not in CELL_VIEWS:
         raise ValueError("magnification transfer works on the cell view only")
-    if twin_share:
+    if twin_share and twin_pairs:
+        raise ValueError("give twin_share (twins replace views) or twin_pairs (views and twins together), not both")
+    if twin_share or twin_pairs:
         if view not in CELL_VIEWS:
             raise ValueError("counterfactual twins work on the cell views only")
         if looks is None:
@@ -317,7 +331,7 @@ def make_dataset(
             # The twin already takes the other lab's magnification.
             raise ValueError("use counterfactual twins or the magnification transfer, not both")
     label_array = np.asarray(labels, dtype=np.int32)
-    if twin_share:
+    if twin_share or twin_pairs:
         dataset = tf.data.Dataset.from_tensor_slices(
             ([str(p) for p in paths], label_array, np.arange(len(paths), dtype=np.int32)))
         decode = _decode_with_twin(size, view, looks)
@@ -331,6 +345,8 @@ def make_dataset(
     if twin_share:
         dataset = dataset.map(lambda pair, y: (choose_twins(pair[0], pair[1], twin_share), y),
                               num_parallel_calls=AUTOTUNE)
+    if twin_pairs:
+        dataset = dataset.map(lambda pair, y: pair_with_twins(pair[0], pair[1], y), num_parallel_calls=AUTOTUNE)
     if magnification_transfer:
         dataset = dataset.map(
             lambda inputs, y: (random_magnification(inputs[0], inputs[1], magnification_transfer), y),

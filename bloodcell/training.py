@@ -21,6 +21,7 @@ import keras
 import numpy as np
 
 from bloodcell.config import CLASS_NAMES, SPLIT_SEED, resolve_imagenet_weights
+from bloodcell.consistency import TwinConsistencyModel
 from bloodcell.counterfactual import BY_RED_CELLS, BY_WHITE_CELLS, lab_looks
 from bloodcell.data import SplitManifest, load_or_create_manifest, sha256_file
 from bloodcell.errors import BloodcellError
@@ -217,6 +218,12 @@ TWIN_AUGMENTATION = ("{share:.0%} of views, drawn afresh each batch, replaced by
                      "and sharpness; bloodcell.counterfactual.counterfactual_of with the audit's lab looks), "
                      "before the other augmentations")
 
+TWIN_PAIR_AUGMENTATION = ("every view beside the cell view of the image's counterfactual twin in the same batch "
+                          "(stain, field, magnification and sharpness as the other lab would show them; "
+                          "bloodcell.counterfactual.counterfactual_of with the audit's lab looks), before the other "
+                          "augmentations, and the loss adds {weight:g} x the Jensen-Shannon divergence between the two "
+                          "answers (bloodcell.consistency)")
+
 MAGNIFICATION_AUGMENTATION = ("{share:.0%} of views zoomed about their centre by a factor drawn log-uniformly "
                               "between 1 and the other lab's magnification as seen in the cell view "
                               "(Munich cells shrink by up to {shrink:.2f}, Barcelona cells grow by up to "
@@ -349,31 +356,37 @@ def train(
     val_paths, val_labels = _split_data(manifest, data_dir, "val")
     bs = recipe["batch_size"]
     colour_augment = bool(recipe.get("colour_augment"))
+    consistency = recipe.get("twin_consistency", 0.0)
+    twins = bool(recipe.get("twin_share") or consistency)
     train_ds = make_dataset(train_paths, train_labels, size, bs, shuffle=True, augment=True, seed=seed,
                             view=spec.view, colour_augment=colour_augment,
                             magnification_transfer=recipe.get("magnification_transfer", 0.0),
                             magnification_ruler=recipe.get("magnification_ruler", BY_WHITE_CELLS),
                             random_texture=recipe.get("random_texture", 0.0),
-                            twin_share=recipe.get("twin_share", 0.0),
-                            looks=lab_looks(manifest, data_dir) if recipe.get("twin_share") else None)
+                            twin_share=recipe.get("twin_share", 0.0), twin_pairs=bool(consistency),
+                            looks=lab_looks(manifest, data_dir) if twins else None)
     val_ds = make_dataset(val_paths, val_labels, size, bs, view=spec.view)
+    # What fits: the network itself, or a twin of its graph whose training loss
+    # also asks each image and its twin for the same answer (shared layers).
+    trained = TwinConsistencyModel(consistency, inputs=model.inputs, outputs=model.outputs,
+                                   name=f"{name}_consistency") if consistency else model
 
     started = time.perf_counter()
     history: list[dict] = []
     if spec.backbone == "mobilenetv2":
         set_mobilenet_trainable(model, fine_tune=False)
-        head = _fit_phase(model, train_ds, val_ds, recipe["head_epochs"], 0,
+        head = _fit_phase(trained, train_ds, val_ds, recipe["head_epochs"], 0,
                           recipe["learning_rate"], recipe, verbose)
         history += [{**row, "phase": "head"} for row in head]
         remaining = recipe["epochs"] - len(head)
         if remaining > 0:
             set_mobilenet_trainable(model, fine_tune=True,
                                     fine_tune_from=recipe.get("fine_tune_from", MOBILENET_FINE_TUNE_FROM))
-            tune = _fit_phase(model, train_ds, val_ds, remaining, len(head),
+            tune = _fit_phase(trained, train_ds, val_ds, remaining, len(head),
                               recipe["fine_tune_learning_rate"], recipe, verbose)
             history += [{**row, "phase": "fine_tune"} for row in tune]
     else:
-        rows = _fit_phase(model, train_ds, val_ds, recipe["epochs"], 0,
+        rows = _fit_phase(trained, train_ds, val_ds, recipe["epochs"], 0,
                           recipe["learning_rate"], recipe, verbose)
         history += [{**row, "phase": "train"} for row in rows]
     training_seconds = time.perf_counter() - started
@@ -414,7 +427,9 @@ def train(
         "file_size_bytes": model_path.stat().st_size,
         "split": {"manifest_sha256": manifest.content_hash(), "sizes": manifest.sizes(),
                   "seed": manifest.seed},
-        "hyperparameters": {**recipe, "optimizer": "adam", "loss": "sparse categorical cross-entropy",
+        "hyperparameters": {**recipe, "optimizer": "adam", "loss": "sparse categorical cross-entropy" + (
+                                f" + {consistency:g} x Jensen-Shannon divergence between each image and its twin"
+                                if consistency else ""),
                             "early_stopping": "val_loss, best weights restored",
                             "reduce_lr_on_plateau": "val_loss",
                             "augmentation": GEOMETRIC_AUGMENTATION + (
@@ -427,10 +442,12 @@ def train(
                                 "; texture: " + TEXTURE_AUGMENTATION.format(share=recipe["random_texture"])
                                 if recipe.get("random_texture") else "") + (
                                 "; twins: " + TWIN_AUGMENTATION.format(share=recipe["twin_share"])
-                                if recipe.get("twin_share") else ""),
+                                if recipe.get("twin_share") else "") + (
+                                "; twins: " + TWIN_PAIR_AUGMENTATION.format(weight=consistency)
+                                if consistency else ""),
                             "seed": seed},
         "shortcut_measures": _shortcut_measures(spec.view, random_texture=bool(recipe.get("random_texture")),
-                                                twins=bool(recipe.get("twin_share"))),
+                                                twins=twins),
         "epochs_run": len(history),
         "best_epoch": best_epoch,
         "training_seconds": round(training_seconds, 1),
