@@ -273,8 +273,35 @@ def test_twin_dataset_gives_each_images_counterfactual_twin(drawn_dataset):
     np.testing.assert_array_equal(plain.numpy()[0], to_model_input(read_image(pairs[0][0]), 32, CELL_VIEW))
 
 
+def test_twin_pairs_put_each_view_and_its_twin_in_one_batch(drawn_dataset):
+    """Rows i and i + n of a paired batch are one image in its own look and in the other lab's."""
+    from bloodcell.cellmask import find_cell
+    from bloodcell.counterfactual import BY_WHITE_CELLS, counterfactual_of, lab_looks
+    from bloodcell.data import build_manifest, scan_dataset
+    from bloodcell.imaging import CELL_VIEW, read_image, to_model_input
+
+    looks = lab_looks(build_manifest(scan_dataset(drawn_dataset)), drawn_dataset)
+    pairs = [(path, label) for label in ("monocyte", "myeloblast", "erythroblast")
+             for path in sorted((drawn_dataset / label).iterdir())[:1]]
+    labels = [CLASS_NAMES.index(label) for _, label in pairs]
+    batches = list(make_dataset([p for p, _ in pairs], labels, 32, batch_size=2, view=CELL_VIEW,
+                                twin_pairs=True, looks=looks))
+    assert [tuple(x.shape[:1]) for x, _ in batches] == [(4,), (2,)]  # the last batch holds one pair
+    assert [y.numpy().tolist() for _, y in batches] == [labels[:2] * 2, labels[2:] * 2]
+    images = [batches[0][0].numpy()[:2], batches[1][0].numpy()[:1]]
+    twins = [batches[0][0].numpy()[2:], batches[1][0].numpy()[1:]]
+    for index, ((path, label), image, twin) in enumerate(zip(pairs, np.concatenate(images), np.concatenate(twins))):
+        photo = read_image(path)
+        np.testing.assert_array_equal(image, to_model_input(photo, 32, CELL_VIEW))
+        expected_twin = counterfactual_of(photo, label, looks, index, find_cell(photo), ruler=BY_WHITE_CELLS)
+        np.testing.assert_array_equal(twin, to_model_input(expected_twin, 32, CELL_VIEW))
+
+
 @pytest.mark.parametrize("options, message", [
     ({"view": "full", "twin_share": 0.5, "looks": {}}, "cell views"),
+    ({"view": "cell", "twin_share": 0.5, "twin_pairs": True, "looks": {}}, "not both"),
+    ({"view": "cell", "twin_pairs": True}, "looks"),
+    ({"view": "full", "twin_pairs": True, "looks": {}}, "cell views"),
     ({"view": "cell", "twin_share": 0.5}, "looks"),
     ({"view": "cell", "twin_share": 0.5, "looks": {}, "magnification_transfer": 0.5}, "not both"),
 ])

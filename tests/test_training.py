@@ -205,6 +205,26 @@ def test_twin_model_records_its_twins_and_their_caveat(tmp_path, drawn_dataset, 
     np.testing.assert_allclose(classifier.predict_proba(batch.numpy()), from_files, atol=1e-5)
 
 
+def test_consistency_recipe_trains_on_pairs_and_ships_the_plain_network(tmp_path, drawn_dataset, imagenet_weights,
+                                                                        monkeypatch):
+    """A recipe with twin_consistency records its loss and saves a network that predicts as any other."""
+    from bloodcell.training import RECIPES, TWIN_MEASURES, TWIN_PAIR_AUGMENTATION
+
+    monkeypatch.setitem(RECIPES, "celltwin", {**RECIPES["celltwin"], "twin_share": 0.0, "twin_consistency": 12.0})
+    models_dir = _train_tiny("celltwin", tmp_path, drawn_dataset, imagenet_weights)
+    card = json.loads((models_dir / "celltwin" / "card.json").read_text())
+    hyper = card["hyperparameters"]
+    assert hyper["twin_consistency"] == 12.0 and "Jensen-Shannon" in hyper["loss"]
+    assert hyper["augmentation"].endswith("; twins: " + TWIN_PAIR_AUGMENTATION.format(weight=12.0))
+    assert card["shortcut_measures"]["twins"] == TWIN_MEASURES["twins"]
+    classifier = Classifier.load("celltwin", models_dir)
+    assert type(classifier.model).__name__ != "TwinConsistencyModel"
+    files = sorted((drawn_dataset / "basophil").iterdir())[:3]
+    batch = next(iter(make_dataset(files, [0] * len(files), 32, batch_size=len(files), view="cell")))[0]
+    from_files = np.stack([r.probabilities for r in classifier.predict_sources(files)])
+    np.testing.assert_allclose(classifier.predict_proba(batch.numpy()), from_files, atol=1e-5)
+
+
 def test_shipped_cellgrey_card_describes_its_own_augmentation(shipped_models):
     """The grey model's card must not inherit cellfocus' colour-jitter description."""
     from bloodcell.training import _shortcut_measures
