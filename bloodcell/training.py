@@ -197,6 +197,12 @@ TWIN_MEASURES = {
                  "(99.5%, 99.5%, 2%, 2 points), a rule written before training",
 }
 
+# Replaces TWIN_MEASURES' "twins" in the card of a model trained on image-twin pairs (bloodcell.consistency).
+TWIN_PAIR_MEASURE = ("every training view seen beside the view of the image's counterfactual twin "
+                     "(bloodcell.counterfactual.counterfactual_of, the audit's own transform: the other lab's average "
+                     "cell colours, magnification, sharpness and an empty field from that lab), with a loss term that "
+                     "asks the two answers to agree, so nothing the two labs' looks differ in can tell the classes apart")
+
 GEOMETRIC_AUGMENTATION = ("random quarter turns and flips; on half the batches rotation up to "
                           "18 degrees, zoom 10%, shift 6%")
 COLOUR_AUGMENTATION = ("hue +-0.06, saturation x0.6-1.4, brightness +-0.12, contrast x0.7-1.3, "
@@ -447,7 +453,7 @@ def train(
                                 if consistency else ""),
                             "seed": seed},
         "shortcut_measures": _shortcut_measures(spec.view, random_texture=bool(recipe.get("random_texture")),
-                                                twins=twins),
+                                                twins=twins, twin_pairs=bool(consistency)),
         "epochs_run": len(history),
         "best_epoch": best_epoch,
         "training_seconds": round(training_seconds, 1),
@@ -502,11 +508,13 @@ def report_test_split(model_path: Path, name: str, view: str, test_time_augmenta
     return metrics
 
 
-def _shortcut_measures(view: str, random_texture: bool = False, twins: bool = False) -> dict | None:
+def _shortcut_measures(view: str, random_texture: bool = False, twins: bool = False,
+                       twin_pairs: bool = False) -> dict | None:
     if view not in CELL_VIEWS:
         return None
     if twins:
-        return {**SHORTCUT_MEASURES, **TEXTURE_MEASURES, **TWIN_MEASURES}
+        measures = {**SHORTCUT_MEASURES, **TEXTURE_MEASURES, **TWIN_MEASURES}
+        return {**measures, "twins": TWIN_PAIR_MEASURE} if twin_pairs else measures
     if random_texture:
         return {**SHORTCUT_MEASURES, **TEXTURE_MEASURES}
     if view == GREY_CELL_VIEW:

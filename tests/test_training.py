@@ -208,7 +208,7 @@ def test_twin_model_records_its_twins_and_their_caveat(tmp_path, drawn_dataset, 
 def test_consistency_recipe_trains_on_pairs_and_ships_the_plain_network(tmp_path, drawn_dataset, imagenet_weights,
                                                                         monkeypatch):
     """A recipe with twin_consistency records its loss and saves a network that predicts as any other."""
-    from bloodcell.training import RECIPES, TWIN_MEASURES, TWIN_PAIR_AUGMENTATION
+    from bloodcell.training import RECIPES, TWIN_MEASURES, TWIN_PAIR_AUGMENTATION, TWIN_PAIR_MEASURE
 
     monkeypatch.setitem(RECIPES, "celltwin", {**RECIPES["celltwin"], "twin_share": 0.0, "twin_consistency": 12.0})
     models_dir = _train_tiny("celltwin", tmp_path, drawn_dataset, imagenet_weights)
@@ -216,7 +216,9 @@ def test_consistency_recipe_trains_on_pairs_and_ships_the_plain_network(tmp_path
     hyper = card["hyperparameters"]
     assert hyper["twin_consistency"] == 12.0 and "Jensen-Shannon" in hyper["loss"]
     assert hyper["augmentation"].endswith("; twins: " + TWIN_PAIR_AUGMENTATION.format(weight=12.0))
-    assert card["shortcut_measures"]["twins"] == TWIN_MEASURES["twins"]
+    # The card says how the twins were used here, not celltwin's "half the views replaced".
+    assert card["shortcut_measures"]["twins"] == TWIN_PAIR_MEASURE
+    assert card["shortcut_measures"]["caveat"] == TWIN_MEASURES["caveat"]
     classifier = Classifier.load("celltwin", models_dir)
     assert type(classifier.model).__name__ != "TwinConsistencyModel"
     files = sorted((drawn_dataset / "basophil").iterdir())[:3]
