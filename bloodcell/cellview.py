@@ -61,6 +61,14 @@ GREY_WEIGHTS = np.array([0.2989, 0.587, 0.114], np.float32)  # tf.image.rgb_to_g
 _LAPLACIAN = np.array([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]], np.float32)
 _CAP_STEPS = 12
 _CAP_MAX_BLUR = 4.0
+# The labs' median fine detail on the cell view (view_detail over 64 training
+# images each): the Munich scans are about half as sharp as the Barcelona ones.
+LAB_VIEW_DETAIL = {"Munich AML": 5.7, "PBC Barcelona": 12.5}
+# focus_to's blurred copy: the middle of the random focus' sigma range (1.0-1.6,
+# bloodcell.pipeline.random_focus), whose blend it repeats without the chance.
+FOCUS_SOFT_SIGMA = 1.3
+_FOCUS_RADIUS = 3
+_FOCUS_MAX_SHARPEN = 6.0
 
 
 def cell_view(image: Image.Image, size: int, mask: CellMask | None = None) -> np.ndarray:
@@ -141,6 +149,35 @@ def cap_detail(grey: np.ndarray, ceiling: float = DETAIL_CEILING) -> np.ndarray:
         else:
             high = middle
     return ndimage.gaussian_filter(grey, high, mode="nearest")
+
+
+def focus_to(views: np.ndarray, target: float) -> np.ndarray:
+    """Views (N, H, W, 3) blurred or sharpened to about `target` fine detail (view_detail), float32 0..255.
+
+    The deterministic twin of the random focus that training applies
+    (bloodcell.pipeline.random_focus): each view is blended with a copy
+    blurred at FOCUS_SOFT_SIGMA (softer) or pushed away from it (an unsharp
+    mask, sharper), the weight interpolated from the view's detail at weights
+    -1, 0 and 1 and clipped to -1..6 as in training. Views shown at one fixed
+    level, whatever scanner took them, carry no sharpness of their own:
+    test-time focus (bloodcell.inference.TTA_FLIPS_FOCUS) shows each view at
+    both labs' levels (LAB_VIEW_DETAIL).
+    """
+    views = np.asarray(views, np.float32)
+    soft = ndimage.gaussian_filter(views, (0, FOCUS_SOFT_SIGMA, FOCUS_SOFT_SIGMA, 0), mode="mirror",
+                                   truncate=_FOCUS_RADIUS / FOCUS_SOFT_SIGMA)
+    difference = views - soft
+    focused = np.empty_like(views)
+    for index, (view, push) in enumerate(zip(views, difference)):
+        detail = view_detail(view @ GREY_WEIGHTS)
+        if target < detail:
+            softest = view_detail(soft[index] @ GREY_WEIGHTS)
+            weight = -np.clip((detail - target) / max(detail - softest, 1e-3), 0.0, 1.0)
+        else:
+            sharper = view_detail((view + push) @ GREY_WEIGHTS)
+            weight = np.clip((target - detail) / max(sharper - detail, 1e-3), 0.0, _FOCUS_MAX_SHARPEN)
+        focused[index] = np.clip(view + weight * push, 0.0, 255.0)
+    return focused
 
 
 def grey_cell_view(image: Image.Image, size: int, mask: CellMask | None = None) -> np.ndarray:

@@ -91,9 +91,14 @@ def read_json(path: Path) -> dict:
         raise BloodcellError(f"damaged JSON file {path}: {exc}") from None
 
 
-# The one test-time augmentation: the image, its left-right and up-down
+# Test-time augmentation. "flips": the image, its left-right and up-down
 # mirrors and both (a cell has no up or down; training already flips).
+# "flips and focus": those four views, each at both labs' typical fine detail
+# (bloodcell.cellview.focus_to and LAB_VIEW_DETAIL), so the scanner's own
+# sharpness no longer reaches the model: eight views in all.
 TTA_FLIPS = "flips"
+TTA_FLIPS_FOCUS = "flips and focus"
+TEST_TIME_AUGMENTATIONS = (TTA_FLIPS, TTA_FLIPS_FOCUS)
 TTA_VIEWS = 4
 
 
@@ -111,6 +116,15 @@ def unflip_maps(maps: np.ndarray) -> np.ndarray:
 def average_views(values: np.ndarray) -> np.ndarray:
     """(4N, ...) outputs of flip_views' images -> (N, ...) averaged over the four views."""
     return np.stack(np.split(values, TTA_VIEWS)).mean(axis=0)
+
+
+def focus_levels(images: np.ndarray, test_time_augmentation: str | None) -> list[np.ndarray]:
+    """The batch as the model sees it before the mirrors: as it is, or at each lab's fine detail."""
+    if test_time_augmentation != TTA_FLIPS_FOCUS:
+        return [images]
+    from bloodcell.cellview import LAB_VIEW_DETAIL, focus_to
+
+    return [focus_to(images, level) for level in sorted(LAB_VIEW_DETAIL.values())]
 
 
 @dataclass
@@ -197,8 +211,13 @@ class Classifier:
         self.view: str = card.get("view", FULL_VIEW)
         self.outlier_detector: OutlierDetector | None = None
         # Test-time augmentation: the model sees each image and its mirror
-        # images, and the logits and features are averaged (see flip_views).
-        self.test_time_flips: bool = card.get("test_time_augmentation") == TTA_FLIPS
+        # images (and with focus, each at two detail levels), and the logits
+        # and features are averaged (see flip_views and focus_levels).
+        self.test_time_augmentation: str | None = card.get("test_time_augmentation")
+        if self.test_time_augmentation not in (None, *TEST_TIME_AUGMENTATIONS):
+            raise BloodcellError(f"model '{self.name}' asks for an unknown test-time augmentation "
+                                 f"{self.test_time_augmentation!r} (known: {', '.join(TEST_TIME_AUGMENTATIONS)})")
+        self.test_time_flips: bool = self.test_time_augmentation in TEST_TIME_AUGMENTATIONS
         self.layer_name: str = card.get("last_conv_layer") or last_conv_layer(self.model)
         self.runner = runner or KerasRunner(model, self.layer_name)
 
@@ -279,8 +298,11 @@ class Classifier:
         if not self.test_time_flips:
             features, logits, maps = self.runner(images)
             return Forward(features, logits, maps[None])
-        features, logits, maps = self.runner(flip_views(images))
-        return Forward(average_views(features), average_views(logits), unflip_maps(maps))
+        # One run of the four mirror views per detail level, then the mean over all.
+        runs = [self.runner(flip_views(level)) for level in focus_levels(images, self.test_time_augmentation)]
+        return Forward(np.mean([average_views(features) for features, _, _ in runs], axis=0),
+                       np.mean([average_views(logits) for _, logits, _ in runs], axis=0),
+                       np.concatenate([unflip_maps(maps) for _, _, maps in runs]))
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
         return softmax(self.logits(images), self.temperature)

@@ -106,17 +106,29 @@ def random_focus(images: tf.Tensor, detail_range: tuple[float, float] = FOCUS_DE
     0 and 1, measured on the image itself.
     """
     count = tf.shape(images)[0]
-    soft = _gaussian_blur(images, tf.random.uniform((), 1.0, 1.6))
+    sigma = tf.random.uniform((), 1.0, 1.6)
+    low, high = detail_range
+    target = tf.exp(tf.random.uniform((count,), tf.math.log(low), tf.math.log(high)))
+    chosen = tf.random.uniform((count,)) < FOCUS_PROBABILITY
+    return focus_blend(images, target, sigma, chosen)
+
+
+def focus_blend(images: tf.Tensor, target: tf.Tensor, sigma: tf.Tensor, chosen: tf.Tensor | None = None) -> tf.Tensor:
+    """Each image blended with a copy blurred at `sigma` (or pushed away from it) towards detail `target`.
+
+    Only the `chosen` images change (all of them without it). The numpy twin
+    for test time is bloodcell.cellview.focus_to.
+    """
+    soft = _gaussian_blur(images, sigma)
     difference = images - soft
     detail = image_detail(images)
     softest = image_detail(soft)
     sharper = image_detail(images + difference)
-    low, high = detail_range
-    target = tf.exp(tf.random.uniform((count,), tf.math.log(low), tf.math.log(high)))
     blur_weight = -tf.clip_by_value((detail - target) / tf.maximum(detail - softest, 1e-3), 0.0, 1.0)
     sharpen_weight = tf.clip_by_value((target - detail) / tf.maximum(sharper - detail, 1e-3), 0.0, 6.0)
     weight = tf.where(target < detail, blur_weight, sharpen_weight)
-    weight = tf.where(tf.random.uniform((count,)) < FOCUS_PROBABILITY, weight, 0.0)
+    if chosen is not None:
+        weight = tf.where(chosen, weight, 0.0)
     return tf.clip_by_value(images + weight[:, None, None, None] * difference, 0.0, 255.0)
 
 

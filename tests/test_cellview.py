@@ -186,3 +186,57 @@ def test_view_and_mask_refuses_the_whole_image_view():
     image, _ = draw_field("peach", seed=1)
     with pytest.raises(ValueError, match="not a cell view"):
         view_and_mask(image, 48, "full")
+
+
+def _textured_views(side: int = 96) -> tuple[np.ndarray, np.ndarray]:
+    """One textured cell on the flat grey field, as a sharp scan and a soft one would show it."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(3)
+    rows, cols = np.mgrid[:side, :side]
+    inside = (rows - side / 2) ** 2 + (cols - side / 2) ** 2 < (side / 3) ** 2
+    texture = ndimage.gaussian_filter(rng.uniform(0, 255, (side, side)), 1.5)
+    grey = np.where(inside, 70 + 0.6 * texture, BACKGROUND_GREY).astype(np.float32)
+    sharp = np.repeat(grey[..., None], 3, axis=-1) * np.array([1.0, 0.8, 1.1], np.float32)
+    soft = ndimage.gaussian_filter(sharp, (1.2, 1.2, 0))
+    return np.clip(sharp, 0, 255), np.clip(soft, 0, 255)
+
+
+def test_focus_to_shows_a_sharp_and_a_soft_scan_of_one_cell_at_one_detail_level():
+    from bloodcell.cellview import GREY_WEIGHTS, LAB_VIEW_DETAIL, focus_to, view_detail
+
+    sharp, soft = _textured_views()
+    detail = lambda view: view_detail(view @ GREY_WEIGHTS)  # noqa: E731
+    # About the two labs' levels (12.5 and 5.7): a sharp and a soft scanner.
+    gap = detail(sharp) - detail(soft)
+    assert gap > 8
+    for level in LAB_VIEW_DETAIL.values():
+        focused = focus_to(np.stack([sharp, soft]), level)
+        assert focused.shape == (2, 96, 96, 3) and focused.dtype == np.float32
+        for view in focused:
+            assert detail(view) == pytest.approx(level, rel=0.15)
+        # The blend is linear in its weight and detail is not, so it lands
+        # near the level, not on it; the scanners' gap all but goes.
+        assert abs(detail(focused[0]) - detail(focused[1])) < gap / 8
+        # Deterministic: test time shows a photo the same way every time.
+        np.testing.assert_array_equal(focus_to(sharp[None], level)[0], focused[0])
+
+
+def test_focus_to_is_the_training_focus_at_a_fixed_level():
+    """The numpy twin of bloodcell.pipeline.focus_blend, with its blur at FOCUS_SOFT_SIGMA."""
+    import tensorflow as tf
+
+    from bloodcell.cellview import FOCUS_SOFT_SIGMA, focus_to
+    from bloodcell.pipeline import focus_blend
+
+    views = np.stack(_textured_views())
+    for level in (5.7, 12.5, 30.0):
+        trained = focus_blend(tf.constant(views), tf.constant([level, level]), tf.constant(FOCUS_SOFT_SIGMA))
+        np.testing.assert_allclose(focus_to(views, level), trained.numpy(), atol=0.05)
+
+
+def test_focus_to_leaves_a_flat_view_flat():
+    from bloodcell.cellview import focus_to
+
+    flat = np.full((1, 32, 32, 3), BACKGROUND_GREY, np.float32)
+    np.testing.assert_array_equal(focus_to(flat, 12.5), flat)

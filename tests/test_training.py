@@ -131,6 +131,39 @@ def test_test_time_flips_make_the_answer_mirror_invariant(tiny_cell_models_dir, 
     np.testing.assert_allclose(direct.heatmap[:, ::-1], flipped.heatmap, atol=1e-4)
 
 
+def test_test_time_focus_averages_the_mirror_views_at_both_labs_detail_levels(tiny_cell_models_dir, drawn_dataset):
+    """Eight views: the four mirrors of the view at each lab's typical detail; maps from all eight."""
+    from bloodcell.cellview import LAB_VIEW_DETAIL, focus_to
+    from bloodcell.explain import Explainer
+    from bloodcell.inference import TTA_FLIPS_FOCUS
+
+    flips = Classifier.load("cellfocus", tiny_cell_models_dir)
+    focused = Classifier.load("cellfocus", tiny_cell_models_dir)
+    focused.test_time_augmentation = TTA_FLIPS_FOCUS
+    images = np.stack([flips.prepare(path) for path in sorted((drawn_dataset / "basophil").iterdir())[:3]])
+    result = focused.forward(images)
+    assert result.class_maps.shape[:2] == (8, 3)
+    expected = np.mean([flips.logits(focus_to(images, level)) for level in LAB_VIEW_DETAIL.values()], axis=0)
+    np.testing.assert_allclose(result.logits, expected, atol=1e-4)
+    assert not np.allclose(result.logits, flips.logits(images), atol=1e-4)
+    # Still one answer for an image and its mirror, and Grad-CAM explains that answer.
+    mirrored = np.ascontiguousarray(images[:, ::-1])
+    np.testing.assert_allclose(focused.predict_proba(images), focused.predict_proba(mirrored), atol=1e-5)
+    explanation = Explainer(focused).gradcam(images[0])
+    np.testing.assert_allclose(explanation.probabilities, focused.predict_proba(images[:1])[0], atol=1e-5)
+
+
+def test_unknown_test_time_augmentation_is_refused(tiny_cell_models_dir, tmp_path):
+    import shutil
+
+    copy = tmp_path / "cellfocus"
+    shutil.copytree(tiny_cell_models_dir / "cellfocus", copy)
+    card = json.loads((copy / "card.json").read_text())
+    (copy / "card.json").write_text(json.dumps({**card, "test_time_augmentation": "rotations"}))
+    with pytest.raises(BloodcellError, match="unknown test-time augmentation 'rotations'"):
+        Classifier.load(str(copy))
+
+
 @pytest.fixture(scope="module")
 def tiny_grey_models_dir(tmp_path_factory, drawn_dataset, imagenet_weights):
     """A cellgrey model (grey cell view)."""
