@@ -205,13 +205,18 @@ def _close(mask: np.ndarray, radius: float) -> np.ndarray:
     return (ndimage.distance_transform_edt(padded) > r)[r + 1:-(r + 1), r + 1:-(r + 1)]
 
 
-def _background_colour(small: np.ndarray, nucleus: np.ndarray) -> np.ndarray:
-    """Median colour of the image border, ignoring nucleus pixels."""
-    border = np.zeros(nucleus.shape, bool)
-    width = max(2, nucleus.shape[0] // 16)
+def background_colour(pixels: np.ndarray, ignore: np.ndarray) -> np.ndarray:
+    """What the mask calls background: the median colour of the image border, `ignore` pixels left out.
+
+    The border holds plasma and red cells, rarely the centred white cell, so
+    its median is the field's commonest colour. `pixels` is (H, W, 3) at any
+    size; `ignore` (bool, H x W) marks nucleus or cell pixels.
+    """
+    border = np.zeros(ignore.shape, bool)
+    width = max(2, ignore.shape[0] // 16)
     border[:width], border[-width:], border[:, :width], border[:, -width:] = True, True, True, True
-    pixels = small[border & ~nucleus]
-    return np.median(pixels if len(pixels) else small.reshape(-1, 3), axis=0)
+    chosen = pixels[border & ~ignore]
+    return np.median(chosen if len(chosen) else pixels.reshape(-1, 3), axis=0)
 
 
 def _pick_nucleus(labels: np.ndarray, count: int) -> tuple[np.ndarray, int]:
@@ -272,7 +277,7 @@ def find_cell(image: Image.Image | np.ndarray) -> CellMask:
     # A dilation by a disk, done as a distance threshold: the same pixels,
     # and ten times faster for a large disk.
     reach = ndimage.distance_transform_edt(~chosen) <= max(int(round(CYTOPLASM_REACH * radius)), 1)
-    background = _background_colour(small, nucleus)
+    background = background_colour(small, nucleus)
     differs = np.linalg.norm(small - background, axis=-1) > BACKGROUND_DISTANCE
     differs = ndimage.binary_opening(differs & reach, _disk(1)) | chosen
     body = _star_shape(differs, chosen)

@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from bloodcell.cellmask import CellMask, find_cell
+from bloodcell.cellmask import CellMask, background_colour, find_cell
 from bloodcell.config import SOURCE_LAB, other_lab
 from bloodcell.data import SplitManifest
 from bloodcell.imaging import read_image
@@ -114,16 +114,21 @@ def match_detail(pixels: np.ndarray, mask: np.ndarray, target: float) -> np.ndar
 
 
 def empty_field(image: Image.Image, mask: CellMask | None = None) -> np.ndarray:
-    """`image` with its white cell painted over by the surrounding background."""
+    """`image` with its white cell painted over in the field's background colour.
+
+    The colour is the one the cell mask itself calls background (the median
+    of the photo's border, bloodcell.cellmask.background_colour), so the
+    patch reads as plasma. The median of a ring around the old cell, used
+    before, is mostly red cells in a crowded field: it left a flat purple or
+    pink disc that a twin's cell sat on and the mask took for cytoplasm.
+    """
     pixels = np.asarray(image.convert("RGB"), dtype=np.float32).copy()
     mask = mask or find_cell(image)
     if not mask.found:
         return pixels.astype(np.uint8)
     # A generous margin, so no purple rim of the old cell survives.
     cover = ndimage.binary_dilation(mask.cell, iterations=max(2, pixels.shape[0] // 40))
-    ring = ndimage.binary_dilation(cover, iterations=max(2, pixels.shape[0] // 40)) & ~cover
-    colour = np.median(pixels[ring], axis=0) if ring.any() else np.median(pixels, axis=(0, 1))
-    pixels[cover] = colour
+    pixels[cover] = background_colour(pixels, cover)
     return pixels.astype(np.uint8)
 
 

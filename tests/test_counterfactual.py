@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 from scipy import ndimage
 
 from bloodcell.cellmask import find_cell
@@ -21,6 +21,25 @@ def test_empty_field_has_no_cell_left():
     image, _ = draw_field("peach", seed=3)
     assert find_cell(image).found
     assert not find_cell(empty_field(image)).found
+
+
+def test_empty_field_paints_the_cell_in_the_fields_background_colour_not_its_neighbours():
+    """A cell hugged by red cells: the patch takes the field's plasma colour, so it is no object of its own."""
+    look = LOOKS["blue-white"]
+    image = Image.new("RGB", (360, 360), look["background"])
+    draw = ImageDraw.Draw(image)
+    for angle in np.linspace(0, 2 * np.pi, 10, endpoint=False):  # a ring of touching red cells
+        x, y = 180 + 95 * np.cos(angle), 180 + 95 * np.sin(angle)
+        draw.ellipse((x - 38, y - 38, x + 38, y + 38), fill=look["red_cell"])
+    draw.ellipse((120, 120, 240, 240), fill=look["cytoplasm"])
+    draw.ellipse((145, 145, 215, 215), fill=look["nucleus"])
+    mask = find_cell(image)
+    assert mask.found
+    empty = empty_field(image, mask)
+    patch = empty[mask.cell].astype(np.float32)
+    np.testing.assert_allclose(patch.mean(axis=0), look["background"], atol=2)
+    # Nothing in the patch differs from the background the way a cell body would.
+    assert np.linalg.norm(patch - np.asarray(look["background"], np.float32), axis=-1).max() < 3
 
 
 def test_cell_takes_the_other_labs_stain_and_field():
