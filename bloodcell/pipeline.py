@@ -67,9 +67,10 @@ def _gaussian_blur(images: tf.Tensor, sigma: tf.Tensor) -> tf.Tensor:
 
 # The fine detail of a cell (image_detail on the cell view) differs between
 # the labs: median 5.7 for the Munich scans and 12.5 for the Barcelona ones
-# (64 training images each; tenth percentiles 3.9 and 7.1, ninetieth 8.4 and
-# 16.1). Within these bounds the focus augmentation gives most images a
-# detail level drawn independently of their lab.
+# (bloodcell.cellview.LAB_VIEW_DETAIL; 64 training images each; tenth
+# percentiles 3.9 and 7.1, ninetieth 8.4 and 16.1). Within these bounds the
+# focus augmentation gives most images a detail level drawn independently of
+# their lab.
 FOCUS_DETAIL_RANGE = (4.0, 16.0)
 # The grey cell view caps detail at DETAIL_CEILING, so its focus range stops there.
 GREY_FOCUS_DETAIL_RANGE = (4.0, DETAIL_CEILING)
@@ -106,29 +107,36 @@ def random_focus(images: tf.Tensor, detail_range: tuple[float, float] = FOCUS_DE
     0 and 1, measured on the image itself.
     """
     count = tf.shape(images)[0]
-    sigma = tf.random.uniform((), 1.0, 1.6)
-    low, high = detail_range
-    target = tf.exp(tf.random.uniform((count,), tf.math.log(low), tf.math.log(high)))
-    chosen = tf.random.uniform((count,)) < FOCUS_PROBABILITY
-    return focus_blend(images, target, sigma, chosen)
-
-
-def focus_blend(images: tf.Tensor, target: tf.Tensor, sigma: tf.Tensor, chosen: tf.Tensor | None = None) -> tf.Tensor:
-    """Each image blended with a copy blurred at `sigma` (or pushed away from it) towards detail `target`.
-
-    Only the `chosen` images change (all of them without it). The numpy twin
-    for test time is bloodcell.cellview.focus_to.
-    """
-    soft = _gaussian_blur(images, sigma)
+    soft = _gaussian_blur(images, tf.random.uniform((), 1.0, 1.6))
     difference = images - soft
     detail = image_detail(images)
     softest = image_detail(soft)
     sharper = image_detail(images + difference)
+    low, high = detail_range
+    target = tf.exp(tf.random.uniform((count,), tf.math.log(low), tf.math.log(high)))
+    weight = _focus_weight(detail, softest, sharper, target)
+    weight = tf.where(tf.random.uniform((count,)) < FOCUS_PROBABILITY, weight, 0.0)
+    return tf.clip_by_value(images + weight[:, None, None, None] * difference, 0.0, 255.0)
+
+
+def _focus_weight(detail: tf.Tensor, softest: tf.Tensor, sharper: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
+    """The blend weight that takes each image's detail towards `target`: -1..0 blurs, 0..6 sharpens.
+
+    Interpolated from the detail at weights -1 (the blurred copy), 0 and 1.
+    """
     blur_weight = -tf.clip_by_value((detail - target) / tf.maximum(detail - softest, 1e-3), 0.0, 1.0)
     sharpen_weight = tf.clip_by_value((target - detail) / tf.maximum(sharper - detail, 1e-3), 0.0, 6.0)
-    weight = tf.where(target < detail, blur_weight, sharpen_weight)
-    if chosen is not None:
-        weight = tf.where(chosen, weight, 0.0)
+    return tf.where(target < detail, blur_weight, sharpen_weight)
+
+
+def focus_blend(images: tf.Tensor, target: tf.Tensor, sigma: tf.Tensor) -> tf.Tensor:
+    """random_focus without the chance: every image moved towards detail `target`, the copy blurred at `sigma`.
+
+    The numpy twin used at test time is bloodcell.cellview.focus_to.
+    """
+    soft = _gaussian_blur(images, sigma)
+    difference = images - soft
+    weight = _focus_weight(image_detail(images), image_detail(soft), image_detail(images + difference), target)
     return tf.clip_by_value(images + weight[:, None, None, None] * difference, 0.0, 255.0)
 
 
