@@ -140,7 +140,21 @@ def focus_blend(images: tf.Tensor, target: tf.Tensor, sigma: tf.Tensor) -> tf.Te
     return tf.clip_by_value(images + weight[:, None, None, None] * difference, 0.0, 255.0)
 
 
-def augment_colour(images: tf.Tensor, grey: bool = False) -> tf.Tensor:
+def fixed_focus(images: tf.Tensor, levels: tuple[float, ...]) -> tf.Tensor:
+    """Every image blurred or sharpened to one of `levels` of fine detail, drawn at random.
+
+    Training for test-time focus (bloodcell.inference.TTA_FLIPS_FOCUS), which
+    shows each view at fixed levels: the model then sees no other detail
+    level in training either.
+    """
+    count = tf.shape(images)[0]
+    sigma = tf.random.uniform((), 1.0, 1.6)
+    choice = tf.random.uniform((count,), 0, len(levels), dtype=tf.int32)
+    return focus_blend(images, tf.gather(tf.constant(levels, tf.float32), choice), sigma)
+
+
+def augment_colour(images: tf.Tensor, grey: bool = False,
+                   focus_levels: tuple[float, ...] | None = None) -> tf.Tensor:
     """Hard colour and focus augmentation, per image, on pixels 0..255.
 
     The cell view already normalises the stain; these perturbations go
@@ -151,6 +165,8 @@ def augment_colour(images: tf.Tensor, grey: bool = False) -> tf.Tensor:
 
     With `grey` (the grey cell view) there is no colour to jitter: only
     brightness, contrast and the focus, within the view's detail ceiling.
+    With `focus_levels`, every image is moved to one of those levels instead
+    (fixed_focus).
     """
     x = images / 255.0
     if not grey:
@@ -162,6 +178,8 @@ def augment_colour(images: tf.Tensor, grey: bool = False) -> tf.Tensor:
         in_grey = tf.image.grayscale_to_rgb(tf.image.rgb_to_grayscale(x))
         use_grey = tf.random.uniform((tf.shape(x)[0], 1, 1, 1)) < 0.1
         x = tf.where(use_grey, in_grey, x)
+    if focus_levels:
+        return fixed_focus(tf.clip_by_value(x, 0.0, 1.0) * 255.0, focus_levels)
     return random_focus(tf.clip_by_value(x, 0.0, 1.0) * 255.0,
                         GREY_FOCUS_DETAIL_RANGE if grey else FOCUS_DETAIL_RANGE)
 
@@ -322,6 +340,7 @@ def make_dataset(
     twin_share: float = 0.0,
     twin_pairs: bool = False,
     looks: dict[str, LabLook] | None = None,
+    focus_levels: tuple[float, ...] | None = None,
 ) -> tf.data.Dataset:
     """Batched (images, labels) with images as float32 0..255, cached in memory.
 
@@ -336,8 +355,11 @@ def make_dataset(
     `batch_size` views and then their twins, so it is twice as large
     (pair_with_twins; for bloodcell.consistency). Both members of each pair
     are cached, so a twin is built once per image and each image keeps one
-    twin (its field is chosen by its place in `paths`).
+    twin (its field is chosen by its place in `paths`). `focus_levels`
+    replaces the colour augmentation's random focus by fixed_focus.
     """
+    if focus_levels and not colour_augment:
+        raise ValueError("focus_levels replace the colour augmentation's focus: give colour_augment too")
     if magnification_transfer and view not in CELL_VIEWS:
         raise ValueError("magnification transfer works on the cell view only")
     if twin_share and twin_pairs:
@@ -378,7 +400,7 @@ def make_dataset(
         )
     if colour_augment:
         grey = view == GREY_CELL_VIEW
-        dataset = dataset.map(lambda x, y: (augment_colour(x, grey), y), num_parallel_calls=AUTOTUNE)
+        dataset = dataset.map(lambda x, y: (augment_colour(x, grey, focus_levels), y), num_parallel_calls=AUTOTUNE)
     if random_texture:
         dataset = dataset.map(lambda x, y: (random_convolution(x, random_texture), y),
                               num_parallel_calls=AUTOTUNE)

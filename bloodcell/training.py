@@ -209,6 +209,9 @@ COLOUR_AUGMENTATION = ("hue +-0.06, saturation x0.6-1.4, brightness +-0.12, cont
                        "greyscale for 10% of images; focus: 80% of images blurred or sharpened "
                        "(unsharp mask) to a detail level drawn log-uniformly from 4-16 "
                        "(bloodcell.pipeline.random_focus)")
+# With the recipe key "focus_levels", the colour augmentation's focus is this instead.
+FIXED_FOCUS_AUGMENTATION = ("every image blurred or sharpened to one of the detail levels {levels}, drawn at "
+                            "random (bloodcell.pipeline.fixed_focus), the levels test-time focus shows")
 GREY_AUGMENTATION = ("brightness +-0.12, contrast x0.7-1.3; focus: 80% of images blurred or sharpened "
                      "to a detail level drawn log-uniformly from 4-6, the grey view's ceiling "
                      "(bloodcell.pipeline.random_focus)")
@@ -370,7 +373,8 @@ def train(
                             magnification_ruler=recipe.get("magnification_ruler", BY_WHITE_CELLS),
                             random_texture=recipe.get("random_texture", 0.0),
                             twin_share=recipe.get("twin_share", 0.0), twin_pairs=bool(consistency),
-                            looks=lab_looks(manifest, data_dir) if twins else None)
+                            looks=lab_looks(manifest, data_dir) if twins else None,
+                            focus_levels=recipe.get("focus_levels"))
     val_ds = make_dataset(val_paths, val_labels, size, bs, view=spec.view)
     # What fits: the network itself, or a twin of its graph whose training loss
     # also asks each image and its twin for the same answer (shared layers).
@@ -441,6 +445,9 @@ def train(
                             "augmentation": GEOMETRIC_AUGMENTATION + (
                                 "; colour: " + (GREY_AUGMENTATION if spec.view == GREY_CELL_VIEW
                                                 else COLOUR_AUGMENTATION) if colour_augment else "") + (
+                                "; in place of that focus: " + FIXED_FOCUS_AUGMENTATION.format(
+                                    levels=" and ".join(f"{level:g}" for level in recipe["focus_levels"]))
+                                if recipe.get("focus_levels") else "") + (
                                 "; magnification: " + magnification_augmentation(
                                     recipe["magnification_transfer"],
                                     recipe.get("magnification_ruler", BY_WHITE_CELLS))

@@ -309,3 +309,29 @@ def test_twins_refuse_what_they_cannot_do(drawn_dataset, options, message):
     files = sorted((drawn_dataset / "monocyte").iterdir())[:2]
     with pytest.raises(ValueError, match=message):
         make_dataset(files, [2, 2], 32, **options)
+
+
+def test_fixed_focus_shows_every_view_at_one_of_the_levels():
+    import tensorflow as tf
+    from scipy import ndimage
+
+    from bloodcell.cellview import GREY_WEIGHTS, view_detail
+    from bloodcell.pipeline import fixed_focus
+
+    rng = np.random.default_rng(3)
+    rows, cols = np.mgrid[:96, :96]
+    inside = (rows - 48) ** 2 + (cols - 48) ** 2 < 32 ** 2
+    texture = ndimage.gaussian_filter(rng.uniform(0, 255, (96, 96)), 1.5)
+    sharp = np.repeat(np.where(inside, 70 + 0.6 * texture, 225.0)[..., None], 3, axis=-1).astype(np.float32)
+    views = np.stack([sharp, ndimage.gaussian_filter(sharp, (1.2, 1.2, 0))] * 8)
+    tf.random.set_seed(0)
+    focused = fixed_focus(tf.constant(views), (5.7, 12.5)).numpy()
+    details = np.array([view_detail(view @ GREY_WEIGHTS) for view in focused])
+    near = np.minimum(np.abs(details - 5.7) / 5.7, np.abs(details - 12.5) / 12.5)
+    assert near.max() < 0.15, details
+    assert (details < 9).any() and (details > 9).any()  # both levels drawn
+
+
+def test_focus_levels_need_the_colour_augmentation(tmp_path):
+    with pytest.raises(ValueError, match="colour_augment"):
+        make_dataset([tmp_path / "a.png"], [0], 32, focus_levels=(5.7, 12.5))

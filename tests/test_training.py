@@ -313,3 +313,21 @@ def test_shipped_cards_name_the_magnification_their_recipe_zooms_by(shipped_mode
         recipe["magnification_transfer"], recipe.get("magnification_ruler", BY_WHITE_CELLS))
     assert expected in card["hyperparameters"]["augmentation"]
     assert card["hyperparameters"].get("magnification_ruler") == recipe.get("magnification_ruler")
+
+
+def test_fixed_focus_recipe_records_its_focus_and_predicts_with_eight_views(tmp_path, drawn_dataset, imagenet_weights,
+                                                                         monkeypatch):
+    """A recipe trained at fixed detail levels says so in its card and predicts with test-time focus."""
+    from bloodcell.inference import TTA_FLIPS_FOCUS
+    from bloodcell.training import FIXED_FOCUS_AUGMENTATION, RECIPES
+
+    monkeypatch.setitem(RECIPES, "cellfill", {**RECIPES["cellfill"], "focus_levels": (5.7, 12.5),
+                                              "test_time_augmentation": TTA_FLIPS_FOCUS})
+    models_dir = _train_tiny("cellfill", tmp_path, drawn_dataset, imagenet_weights)
+    card = json.loads((models_dir / "cellfill" / "card.json").read_text())
+    assert card["test_time_augmentation"] == TTA_FLIPS_FOCUS
+    assert card["hyperparameters"]["focus_levels"] == [5.7, 12.5]
+    assert FIXED_FOCUS_AUGMENTATION.format(levels="5.7 and 12.5") in card["hyperparameters"]["augmentation"]
+    classifier = Classifier.load("cellfill", models_dir)
+    files = sorted((drawn_dataset / "monocyte").iterdir())[:2]
+    assert classifier.forward(np.stack([classifier.prepare(f) for f in files])).class_maps.shape[0] == 8
