@@ -21,7 +21,7 @@ from scipy import ndimage
 
 from bloodcell.cellmask import CellMask, find_cell
 from bloodcell.config import SOURCE_LAB, other_lab, resolve_data_dir, resolve_models_dir
-from bloodcell.counterfactual import LabLook, counterfactual_of, lab_looks, lab_zoom, magnification_ruler
+from bloodcell.counterfactual import LabLook, counterfactual_of, lab_looks, lab_zoom, magnification_ruler, zoom_about
 from bloodcell.data import load_manifest, manifest_path
 from bloodcell.framing import frame_photo
 from bloodcell.imaging import read_image
@@ -36,11 +36,8 @@ def pasted_cell(mask: CellMask, zoom: float) -> np.ndarray:
     """Where bloodcell.counterfactual.as_other_lab puts the cell: its soft mask, zoomed about its centre."""
     alpha = ndimage.gaussian_filter(mask.cell.astype(np.float32), 1.5)
     rows, cols = np.nonzero(mask.cell)
-    cx, cy = float(cols.mean()) + 0.5, float(rows.mean()) + 0.5
-    inverse = (1 / zoom, 0, cx - cx / zoom, 0, 1 / zoom, cy - cy / zoom)
-    zoomed = Image.fromarray(alpha, mode="F").transform(alpha.shape[::-1], Image.Transform.AFFINE, inverse,
-                                                        resample=Image.Resampling.BILINEAR)
-    return np.asarray(zoomed) > 0.5
+    centre = (float(cols.mean()) + 0.5, float(rows.mean()) + 0.5)
+    return np.asarray(zoom_about(Image.fromarray(alpha, mode="F"), zoom, centre)) > 0.5
 
 
 def twin_mask_overlaps(pairs: list[tuple[str, str]], data_dir, looks: dict[str, LabLook]) -> dict[str, list[float]]:

@@ -149,7 +149,7 @@ def _cell_size(mask: CellMask) -> float:
     return mask.cell_side() / min(mask.cell.shape)
 
 
-def _zoom_about(image: Image.Image, zoom: float, centre: tuple[float, float]) -> Image.Image:
+def zoom_about(image: Image.Image, zoom: float, centre: tuple[float, float]) -> Image.Image:
     """`image` scaled by `zoom` about `centre`, same size; outside the source is 0."""
     cx, cy = centre
     inverse = (1 / zoom, 0, cx - cx / zoom, 0, 1 / zoom, cy - cy / zoom)
@@ -178,8 +178,8 @@ def as_other_lab(image: Image.Image, look: LabLook, field_index: int = 0,
     if zoom != 1.0:
         rows, cols = np.nonzero(mask.cell)
         centre = (float(cols.mean()) + 0.5, float(rows.mean()) + 0.5)
-        alpha = np.asarray(_zoom_about(Image.fromarray(alpha, mode="F"), zoom, centre))
-        restained = np.asarray(_zoom_about(Image.fromarray(restained.astype(np.uint8)), zoom, centre), np.float32)
+        alpha = np.asarray(zoom_about(Image.fromarray(alpha, mode="F"), zoom, centre))
+        restained = np.asarray(zoom_about(Image.fromarray(restained.astype(np.uint8)), zoom, centre), np.float32)
     alpha = np.clip(alpha, 0.0, 1.0)
     if target_detail is not None:
         restained = match_detail(restained, alpha > 0.5, target_detail)
