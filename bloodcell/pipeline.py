@@ -106,6 +106,10 @@ def random_focus(images: tf.Tensor, detail_range: tuple[float, float] = FOCUS_DE
     the mixing weight is interpolated from the image's detail at weights -1,
     0 and 1, measured on the image itself.
     """
+    # The same blend as focus_blend, spelt out so that the random ops are
+    # created in their original order: tf.data derives each op's seed from
+    # its place in the graph, so calling focus_blend here would change what
+    # a seeded training run draws.
     count = tf.shape(images)[0]
     soft = _gaussian_blur(images, tf.random.uniform((), 1.0, 1.6))
     difference = images - soft
