@@ -37,6 +37,16 @@ def make_augmenter(seed: int = 0) -> keras.Sequential:
     )
 
 
+def _per_image(transform, images: tf.Tensor) -> tf.Tensor:
+    """`transform` (a random tf.image op) applied to each image of the batch in turn.
+
+    One image at a time (tf.map_fn runs ten at once by default), so the
+    stateful random op draws in the images' order and a seeded run draws
+    the same numbers every time.
+    """
+    return tf.map_fn(transform, images, parallel_iterations=1)
+
+
 def augment_batch(images: tf.Tensor, augmenter: keras.Sequential, seed: int = 0) -> tf.Tensor:
     """A cell has no up, down, left or right: random flips and quarter turns.
 
@@ -46,8 +56,8 @@ def augment_batch(images: tf.Tensor, augmenter: keras.Sequential, seed: int = 0)
     sees at test time, and a from-scratch CNN learns that difference.
     """
     images = tf.image.rot90(images, k=tf.random.uniform((), 0, 4, dtype=tf.int32))
-    images = tf.map_fn(tf.image.random_flip_left_right, images)
-    images = tf.map_fn(tf.image.random_flip_up_down, images)
+    images = _per_image(tf.image.random_flip_left_right, images)
+    images = _per_image(tf.image.random_flip_up_down, images)
     resample = tf.random.uniform(()) < 0.5
     return tf.cond(resample, lambda: augmenter(images, training=True), lambda: images)
 
@@ -174,10 +184,10 @@ def augment_colour(images: tf.Tensor, grey: bool = False,
     """
     x = images / 255.0
     if not grey:
-        x = tf.map_fn(lambda image: tf.image.random_hue(image, 0.06), x)
-        x = tf.map_fn(lambda image: tf.image.random_saturation(image, 0.6, 1.4), x)
-    x = tf.map_fn(lambda image: tf.image.random_brightness(image, 0.12), x)
-    x = tf.map_fn(lambda image: tf.image.random_contrast(image, 0.7, 1.3), x)
+        x = _per_image(lambda image: tf.image.random_hue(image, 0.06), x)
+        x = _per_image(lambda image: tf.image.random_saturation(image, 0.6, 1.4), x)
+    x = _per_image(lambda image: tf.image.random_brightness(image, 0.12), x)
+    x = _per_image(lambda image: tf.image.random_contrast(image, 0.7, 1.3), x)
     if not grey:
         in_grey = tf.image.grayscale_to_rgb(tf.image.rgb_to_grayscale(x))
         use_grey = tf.random.uniform((tf.shape(x)[0], 1, 1, 1)) < 0.1
@@ -388,24 +398,23 @@ def make_dataset(
     if shuffle:
         dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size)
+    # The maps that draw random numbers run one batch at a time (no
+    # num_parallel_calls): batches drawn side by side take their numbers from
+    # one random op in whatever order they reach it, and a seeded run would
+    # then differ from the last. prefetch still overlaps them with training.
     if twin_share:
-        dataset = dataset.map(lambda pair, y: (choose_twins(pair[0], pair[1], twin_share), y),
-                              num_parallel_calls=AUTOTUNE)
+        dataset = dataset.map(lambda pair, y: (choose_twins(pair[0], pair[1], twin_share), y))
     if twin_pairs:
         dataset = dataset.map(lambda pair, y: pair_with_twins(pair[0], pair[1], y), num_parallel_calls=AUTOTUNE)
     if magnification_transfer:
         dataset = dataset.map(
-            lambda inputs, y: (random_magnification(inputs[0], inputs[1], magnification_transfer), y),
-            num_parallel_calls=AUTOTUNE)
+            lambda inputs, y: (random_magnification(inputs[0], inputs[1], magnification_transfer), y))
     if augment:
         augmenter = make_augmenter(seed)
-        dataset = dataset.map(
-            lambda x, y: (augment_batch(x, augmenter, seed), y), num_parallel_calls=AUTOTUNE
-        )
+        dataset = dataset.map(lambda x, y: (augment_batch(x, augmenter, seed), y))
     if colour_augment:
         grey = view == GREY_CELL_VIEW
-        dataset = dataset.map(lambda x, y: (augment_colour(x, grey, focus_levels), y), num_parallel_calls=AUTOTUNE)
+        dataset = dataset.map(lambda x, y: (augment_colour(x, grey, focus_levels), y))
     if random_texture:
-        dataset = dataset.map(lambda x, y: (random_convolution(x, random_texture), y),
-                              num_parallel_calls=AUTOTUNE)
+        dataset = dataset.map(lambda x, y: (random_convolution(x, random_texture), y))
     return dataset.prefetch(AUTOTUNE)

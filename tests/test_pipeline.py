@@ -335,3 +335,20 @@ def test_fixed_focus_shows_every_view_at_one_of_the_levels():
 def test_focus_levels_need_the_colour_augmentation(tmp_path):
     with pytest.raises(ValueError, match="colour_augment"):
         make_dataset([tmp_path / "a.png"], [0], 32, focus_levels=(5.7, 12.5))
+
+
+def _seeded_batches(files: list, labels: list[int], seed: int) -> np.ndarray:
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    dataset = make_dataset(files, labels, 48, batch_size=8, view="cell", shuffle=True, augment=True, seed=seed,
+                           colour_augment=True, magnification_transfer=0.5, random_texture=0.5)
+    return np.concatenate([images.numpy() for images, _ in dataset])
+
+
+def test_a_seeded_training_dataset_draws_the_same_augmentations_every_time(drawn_dataset):
+    files = [path for label in CLASS_NAMES for path in sorted((drawn_dataset / label).iterdir())[:6]]
+    labels = [CLASS_NAMES.index(path.parent.name) for path in files]
+    first, again = _seeded_batches(files, labels, 7), _seeded_batches(files, labels, 7)
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, _seeded_batches(files, labels, 8))

@@ -96,6 +96,17 @@ def test_cell_view_model_records_its_view_and_abstention(tiny_cell_models_dir):
     assert classifier.view == "cell" and classifier.outlier_detector is not None
 
 
+def test_a_seeded_run_trains_the_same_weights_again(tiny_cell_models_dir, drawn_dataset, imagenet_weights, tmp_path):
+    """Same seed, same data, same recipe: the same network, down to the last bit."""
+    import keras
+
+    again = _train_tiny("cellfocus", tmp_path, drawn_dataset, imagenet_weights)
+    first, second = (keras.saving.load_model(folder / "cellfocus" / "model.keras", compile=False).get_weights()
+                     for folder in (tiny_cell_models_dir, again))
+    for before, after in zip(first, second, strict=True):
+        np.testing.assert_array_equal(before, after)
+
+
 def test_cell_view_is_the_same_in_training_and_prediction(tiny_cell_models_dir, drawn_dataset):
     """The pipeline and the CLI/app path give one image the same input, so the same answer."""
     classifier = Classifier.load("cellfocus", tiny_cell_models_dir)
