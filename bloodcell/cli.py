@@ -194,8 +194,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         writer.writerow(header)
         for result in results:
             if result.error is not None:
-                writer.writerow([result.source, "unreadable", "", "", "", *[""] * len(CLASS_NAMES), "", "", "",
-                                 result.error])
+                writer.writerow([result.source, "unreadable", result.error, "", "", *[""] * len(CLASS_NAMES), "",
+                                 "", "", result.error])
             else:
                 ood = "" if result.ood_score is None else f"{result.ood_score:.2f}"
                 red = "" if result.red_cell_size is None else f"{result.red_cell_size:.3f}"

@@ -197,7 +197,8 @@ def results_rows(analyses: list[Analysis], threshold: float = DEFAULT_UNSURE_THR
     for a in analyses:
         row = {"file": a.name, "model": a.model,
                "verdict": a.verdict(threshold) or "unreadable",
-               "reason": a.reason(threshold),
+               # An unreadable file's reason is its error, where a reader looks for why.
+               "reason": a.reason(threshold) if a.ok else a.error or "",
                "predicted_class": a.predicted_class or "",
                "confidence": round(a.confidence, 4) if a.ok else None}
         for i, label in enumerate(CLASS_NAMES):

@@ -140,6 +140,7 @@ def test_predict_real_images_files_and_folders(capsys, shipped_models, small_rea
     assert len(rows) == 4 + 1 + 1 + 1  # 4 good + truncated in the folder, one file, the text file
     errors = {row["file"].rsplit("/", 1)[-1]: row["error"] for row in rows if row["error"]}
     assert set(errors) == {"truncated.jpg", "notes.png"}
+    assert all(row["reason"] == row["error"] for row in rows if row["error"]), "an unreadable file's reason is why"
     good = [row for row in rows if not row["error"]]
     assert all(row["predicted_class"] in CLASS_NAMES for row in good)
     assert all(row["verdict"] == "ok" and row["reason"] == "" and float(row["ood_score"]) >= 0 for row in good)

@@ -87,7 +87,7 @@ def test_rows_csv_and_differential_count():
     rows = results_rows(analyses, threshold=0.7)
     assert [r["predicted_class"] for r in rows] == ["basophil", "monocyte", "seg_neutrophil", ""]
     assert [r["verdict"] for r in rows] == ["ok", "not confident", "ok", "unreadable"]
-    assert [r["reason"] for r in rows] == ["", "top probability 50% below 70%", "", ""]
+    assert [r["reason"] for r in rows] == ["", "top probability 50% below 70%", "", "file is empty (0 bytes)"]
     parsed = list(csv.DictReader(io.StringIO(rows_to_csv(rows))))
     assert parsed[3]["error"] == "file is empty (0 bytes)" and parsed[0]["basophil"] == "0.9"
     counts = differential_count(analyses, threshold=0.7)
