@@ -520,7 +520,7 @@ def _shortcut_measures(view: str, random_texture: bool = False, twins: bool = Fa
     if view not in CELL_VIEWS:
         return None
     if twins:
-        measures = {**SHORTCUT_MEASURES, **TEXTURE_MEASURES, **TWIN_MEASURES}
+        measures = {**SHORTCUT_MEASURES, **(TEXTURE_MEASURES if random_texture else {}), **TWIN_MEASURES}
         return {**measures, "twins": TWIN_PAIR_MEASURE} if twin_pairs else measures
     if random_texture:
         return {**SHORTCUT_MEASURES, **TEXTURE_MEASURES}

@@ -342,3 +342,10 @@ def test_fixed_focus_recipe_records_its_focus_and_predicts_with_eight_views(tmp_
     classifier = Classifier.load("cellfill", models_dir)
     files = sorted((drawn_dataset / "monocyte").iterdir())[:2]
     assert classifier.forward(np.stack([classifier.prepare(f) for f in files])).class_maps.shape[0] == 8
+
+
+def test_a_twin_recipe_without_textures_does_not_claim_them():
+    from bloodcell.training import TEXTURE_MEASURES, _shortcut_measures
+
+    assert "texture" not in _shortcut_measures("cell", twins=True)
+    assert _shortcut_measures("cell", random_texture=True, twins=True)["texture"] == TEXTURE_MEASURES["texture"]
