@@ -112,45 +112,32 @@ def random_focus(images: tf.Tensor, detail_range: tuple[float, float] = FOCUS_DE
     Blurring alone cannot hide sharpness: a sharp cell would still only ever
     come from Barcelona. So each image (four in five) is moved to a detail
     level drawn log-uniformly from `detail_range`, by mixing it with a
-    blurred copy (softer) or pushing away from it (unsharp mask, sharper);
-    the mixing weight is interpolated from the image's detail at weights -1,
-    0 and 1, measured on the image itself.
+    blurred copy (softer) or pushing away from it (unsharp mask, sharper):
+    focus_blend.
     """
-    # The same blend as focus_blend, spelt out so that the random ops are
-    # created in their original order: tf.data derives each op's seed from
-    # its place in the graph, so calling focus_blend here would change what
-    # a seeded training run draws.
     count = tf.shape(images)[0]
-    soft = _gaussian_blur(images, tf.random.uniform((), 1.0, 1.6))
-    difference = images - soft
-    detail = image_detail(images)
-    softest = image_detail(soft)
-    sharper = image_detail(images + difference)
+    sigma = tf.random.uniform((), 1.0, 1.6)
     low, high = detail_range
     target = tf.exp(tf.random.uniform((count,), tf.math.log(low), tf.math.log(high)))
-    weight = _focus_weight(detail, softest, sharper, target)
-    weight = tf.where(tf.random.uniform((count,)) < FOCUS_PROBABILITY, weight, 0.0)
-    return tf.clip_by_value(images + weight[:, None, None, None] * difference, 0.0, 255.0)
-
-
-def _focus_weight(detail: tf.Tensor, softest: tf.Tensor, sharper: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
-    """The blend weight that takes each image's detail towards `target`: -1..0 blurs, 0..6 sharpens.
-
-    Interpolated from the detail at weights -1 (the blurred copy), 0 and 1.
-    """
-    blur_weight = -tf.clip_by_value((detail - target) / tf.maximum(detail - softest, 1e-3), 0.0, 1.0)
-    sharpen_weight = tf.clip_by_value((target - detail) / tf.maximum(sharper - detail, 1e-3), 0.0, 6.0)
-    return tf.where(target < detail, blur_weight, sharpen_weight)
+    chosen = tf.random.uniform((count,)) < FOCUS_PROBABILITY
+    return tf.where(chosen[:, None, None, None], focus_blend(images, target, sigma), images)
 
 
 def focus_blend(images: tf.Tensor, target: tf.Tensor, sigma: tf.Tensor) -> tf.Tensor:
     """random_focus without the chance: every image moved towards detail `target`, the copy blurred at `sigma`.
 
-    The numpy twin used at test time is bloodcell.cellview.focus_to.
+    The blend weight is interpolated from each image's detail at weights -1
+    (the blurred copy), 0 and 1: -1..0 blurs, 0..6 sharpens. The numpy twin
+    used at test time is bloodcell.cellview.focus_to.
     """
     soft = _gaussian_blur(images, sigma)
     difference = images - soft
-    weight = _focus_weight(image_detail(images), image_detail(soft), image_detail(images + difference), target)
+    detail = image_detail(images)
+    softest = image_detail(soft)
+    sharper = image_detail(images + difference)
+    blur_weight = -tf.clip_by_value((detail - target) / tf.maximum(detail - softest, 1e-3), 0.0, 1.0)
+    sharpen_weight = tf.clip_by_value((target - detail) / tf.maximum(sharper - detail, 1e-3), 0.0, 6.0)
+    weight = tf.where(target < detail, blur_weight, sharpen_weight)
     return tf.clip_by_value(images + weight[:, None, None, None] * difference, 0.0, 255.0)
 
 
