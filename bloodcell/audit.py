@@ -185,8 +185,11 @@ def probe_images(cells: list[Image.Image], seed: int = AUDIT_SEED) -> dict[str, 
 # --- the audit ---------------------------------------------------------------
 
 def trained_on_twins(card: dict) -> bool:
-    """Whether a model card's recipe replaced training views by their counterfactual twins."""
-    return bool((card.get("hyperparameters") or {}).get("twin_share"))
+    """Whether a model card's recipe replaced training views by their counterfactual twins
+    (for a pair: whether either member's did)."""
+    members = (card.get("pair") or {}).values()
+    return bool((card.get("hyperparameters") or {}).get("twin_share")) or any(
+        isinstance(member, dict) and member.get("trained_on_twins") for member in members)
 
 
 def _accuracy(predicted: list[int], labels: list[int]) -> float:
@@ -300,6 +303,10 @@ def run_audit(model: str, data_dir: Path, models_dir: str | Path | None = None,
     report = {
         "model": classifier.name,
         "model_sha256": classifier.card.get("file_sha256"),
+        # A pair has no file of its own: its members' files name it.
+        **({"members_sha256": {role: member["file_sha256"] for role, member in classifier.card["pair"].items()
+                               if isinstance(member, dict) and "file_sha256" in member}}
+           if classifier.card.get("pair") else {}),
         "view": classifier.view,
         # A model trained on the twins has seen the counterfactual's transform:
         # its drop is then no independent evidence that it ignores the lab.

@@ -1,4 +1,4 @@
-"""Command line: python -m bloodcell {train,soup,evaluate,predict,calibrate,export,audit,bench,download} ...
+"""Command line: python -m bloodcell {train,soup,pair,evaluate,predict,calibrate,export,audit,bench,download} ...
 
 Heavy imports (TensorFlow) happen inside the commands, so `--help` is instant.
 Every user error ends as one line on stderr and exit code 2.
@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
                      description="Classify white-blood-cell images and evaluate the models.")
     parser.add_argument("-q", "--quiet", action="store_true", help="only print results and errors")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser,
-                                     metavar="{train,soup,evaluate,predict,calibrate,export,audit,bench,download}")
+                                     metavar="{train,soup,pair,evaluate,predict,calibrate,export,audit,bench,download}")
 
     train = commands.add_parser("train", help="train a model on the dataset's train split",
                                 description="Train a model; write model.keras, history.json, "
@@ -64,6 +64,17 @@ def build_parser() -> argparse.ArgumentParser:
     soup.add_argument("runs", nargs="+", metavar="RUN", help="model folders of the runs, e.g. runs/a/celltwin")
     soup.add_argument("--data", metavar="DIR", help="dataset folder (default: $BLOODCELL_DATA or data/blood-cells)")
     soup.add_argument("--out", metavar="DIR", help="models folder (default: $BLOODCELL_MODELS or models/)")
+
+    pair = commands.add_parser("pair", help="combine two trained models: one between the labs, one within a lab",
+                               description="Write OUT/<name>/, a model that takes the probability of each "
+                               "lab's group of classes from BETWEEN and the class inside the group from "
+                               "WITHIN (bloodcell.pairing); then report on it as training does: test "
+                               "metrics, temperature and out-of-distribution check.")
+    pair.add_argument("--between", required=True, metavar="MODEL", help="the model that ignores the lab's look")
+    pair.add_argument("--within", required=True, metavar="MODEL", help="the model that decides inside a lab")
+    pair.add_argument("--name", required=True, help="the pair's folder name in the models folder")
+    pair.add_argument("--data", metavar="DIR", help="dataset folder (default: $BLOODCELL_DATA or data/blood-cells)")
+    pair.add_argument("--out", metavar="DIR", help="models folder (default: $BLOODCELL_MODELS or models/)")
 
     evaluate = commands.add_parser("evaluate", help="evaluate a model on every image of a folder",
                                    description="Evaluate on every image of a folder in the dataset "
@@ -146,6 +157,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
     print(f"{args.model}: test accuracy {metrics['accuracy']:.4f}, macro F1 {metrics['macro_f1']:.4f} "
           f"on {metrics['n']} images; {card['epochs_run']} epochs in {card['training_seconds']:.0f} s; "
           f"saved to {out}")
+    return 0
+
+
+def _cmd_pair(args: argparse.Namespace) -> int:
+    from bloodcell.pairing import make_pair
+
+    out = make_pair(args.between, args.within, args.name, resolve_data_dir(args.data), resolve_models_dir(args.out))
+    card = json.loads((out / "card.json").read_text())
+    print(f"{card['name']}: {args.between} between the labs, {args.within} within: test accuracy "
+          f"{card['test_metrics']['accuracy']:.4f}, macro F1 {card['test_metrics']['macro_f1']:.4f}, "
+          f"{card['ood']['test_flagged']:.1%} of the test split flagged; saved to {out}")
     return 0
 
 
@@ -283,10 +305,10 @@ def _import_tensorflow_quietly() -> None:
 
 # Commands that always need TensorFlow; the others load models into LiteRT
 # when they can, and start in a fraction of the time.
-TENSORFLOW_COMMANDS = ("train", "soup", "calibrate", "export", "audit", "bench")
+TENSORFLOW_COMMANDS = ("train", "soup", "pair", "calibrate", "export", "audit", "bench")
 MODEL_COMMANDS = ("evaluate", "predict")
 
-COMMANDS = {"train": _cmd_train, "soup": _cmd_soup, "evaluate": _cmd_evaluate, "predict": _cmd_predict,
+COMMANDS = {"train": _cmd_train, "soup": _cmd_soup, "pair": _cmd_pair, "evaluate": _cmd_evaluate, "predict": _cmd_predict,
             "calibrate": _cmd_calibrate, "export": _cmd_export, "audit": _cmd_audit,
             "bench": _cmd_bench, "download": _cmd_download}
 

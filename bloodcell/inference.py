@@ -27,13 +27,24 @@ METRICS_FILE = "metrics.json"
 BATCH_SIZE = 32
 
 
+def is_model_folder(folder: Path) -> bool:
+    """A trained model (model file and card), or a pair of them (a card naming its members)."""
+    card = folder / CARD_FILE
+    if (folder / MODEL_FILE).is_file() and card.is_file():
+        return True
+    try:
+        return card.is_file() and bool(json.loads(card.read_text()).get("pair"))
+    except (OSError, ValueError):
+        return False
+
+
 def resolve_model_dir(name_or_path: str, models_dir: str | Path | None = None) -> Path:
     """A model folder from a name in the models folder, or from a path."""
     candidate = Path(name_or_path)
-    if (candidate / MODEL_FILE).is_file():
+    if is_model_folder(candidate):
         return candidate
     folder = resolve_models_dir(models_dir) / name_or_path
-    if not (folder / MODEL_FILE).is_file():
+    if not is_model_folder(folder):
         raise BloodcellError(
             f"model '{name_or_path}' not found: {folder / MODEL_FILE} is missing "
             f"(train it with 'python -m bloodcell train --model {name_or_path}')"
@@ -42,14 +53,11 @@ def resolve_model_dir(name_or_path: str, models_dir: str | Path | None = None) -
 
 
 def available_models(models_dir: str | Path | None = None) -> list[str]:
-    """Names of the model folders that hold a model file and a card."""
+    """Names of the model folders that hold a model file and a card (or a pair's card)."""
     root = resolve_models_dir(models_dir)
     if not root.is_dir():
         return []
-    return sorted(
-        p.name for p in root.iterdir()
-        if (p / MODEL_FILE).is_file() and (p / CARD_FILE).is_file()
-    )
+    return sorted(p.name for p in root.iterdir() if is_model_folder(p))
 
 
 def _check_file(path: Path, expected_sha256: str | None, verify: bool) -> None:
@@ -195,6 +203,9 @@ class Classifier:
     loaded only when something needs it (tf-keras-vis' methods).
     """
 
+    # One network: every heatmap method applies (a pair of networks has Grad-CAM only).
+    single_network: bool = True
+
     def __init__(self, model, card: dict, model_dir: Path | None = None, runner=None):
         self._model = model
         self.card = card
@@ -240,6 +251,10 @@ class Classifier:
             raise BloodcellError(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
         folder = resolve_model_dir(name_or_path, models_dir)
         card = read_json(folder / CARD_FILE)
+        if card.get("pair"):
+            from bloodcell.pairing import load_pair
+
+            return load_pair(folder, card, verify_checksum, runtime)
         lite = card.get("lite")
         lite_path = folder / (lite or {}).get("file", LITE_FILE)
         if lite and (lite.get("source_sha256") != card.get("file_sha256") or not lite_path.is_file()):

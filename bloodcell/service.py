@@ -155,6 +155,10 @@ class ModelService:
         except ImageReadError as exc:
             return Analysis(name, self.name, error=str(exc))
         classifier = self.classifier
+        if not classifier.single_network:
+            # A pair's heatmap is exact Grad-CAM over both networks; the other
+            # methods explain one network. The result names the method used.
+            method = GRADCAM
         framing = photo.framing
         image, mask = framing.image, framing.mask
         model_input = to_model_input(image, classifier.input_size, classifier.view, mask)

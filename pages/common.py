@@ -28,9 +28,9 @@ ASSETS = Path(__file__).resolve().parent.parent / "assets"
 MODEL_KEY = "model"
 MODEL_WIDGET_KEY = "model_widget"
 # How models are listed, and which is chosen when the default is missing: the
-# default, its cell-view variants, then the whole-image models.
-MODEL_ORDER = tuple(dict.fromkeys((DEFAULT_MODEL, "cellfocus", "celltwin", "celltexture", "cellgrey", "cellfill",
-                                   "mobilenetv2", "cnn")))
+# default, the cell-view models, then the whole-image models.
+MODEL_ORDER = tuple(dict.fromkeys((DEFAULT_MODEL, "cellpair", "cellfocus", "celltwin", "celltexture", "cellgrey",
+                                   "cellfill", "mobilenetv2", "cnn")))
 
 LOADS: Counter = Counter()
 # What a table shows where a figure is missing (an unreadable file, a model never audited):
@@ -127,11 +127,19 @@ def selected_model() -> str | None:
 def training_words(card: dict) -> str:
     """What tells apart the models that see the same cell view: how they were trained."""
     recipe = card.get("hyperparameters", {})
+    if card.get("pair"):
+        return f", {pair_members(card)}"
     if recipe.get("twin_share"):
         return ", trained on random textures and counterfactual twins too"
     if recipe.get("random_texture"):
         return ", trained on random textures too"
     return ""
+
+
+def pair_members(card: dict) -> str:
+    """A pair's two models and their roles (bloodcell.pairing)."""
+    pair = card["pair"]
+    return f"{pair['between']['model']} between the labs and {pair['within']['model']} within a lab"
 
 
 def training_runs(card: dict) -> str:

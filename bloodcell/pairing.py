@@ -1,0 +1,225 @@
+"""Two trained models as one: one decides between the labs, the other within a lab.
+
+In the training data each class comes from one lab (`SOURCE_LAB`): basophil,
+erythroblast and monocyte from Barcelona, myeloblast and neutrophil from
+Munich. Inside one lab's group of classes every image has that lab's look, so
+the look cannot tell those classes apart; only between the groups is it a
+shortcut. So a pair splits the decision:
+
+    p(class) = p_between(group of class) * p_within(class | its group)
+
+`p_between` sums the calibrated probabilities of a model trained to ignore
+the lab's look (celltwin) over each group; `p_within` renormalises those of
+a model that is sharper inside a lab (cellfocus) over the class's group. The
+pair has no weights of its own, only a temperature and an outlier detector
+fitted like any model's; its folder holds a card naming its two members.
+
+Grad-CAM stays exact: each member's head is global average pooling and a
+Dense layer, so the gradient of the pair's log-probability with respect to a
+member's last feature map is a weighted sum of that member's class maps
+(`pair_class_maps`), and the pair's heatmap is the sum over both members.
+The caveat: the split leans on which lab photographed which class, which is
+this dataset's structure, not a cell's.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from bloodcell.config import CLASS_NAMES, SOURCE_LAB
+from bloodcell.errors import BloodcellError
+from bloodcell.inference import (CARD_FILE, HISTORY_FILE, METRICS_FILE, MODEL_FILE, Classifier, Forward, read_json,
+                                 resolve_model_dir, softmax)
+
+log = logging.getLogger("bloodcell")
+
+# Card fields the two members must share for one input to serve both.
+SHARED_FIELDS = ("classes", "input_size", "view", "test_time_augmentation")
+# A group per lab, in the order the labs first appear among the classes.
+LABS: tuple[str, ...] = tuple(dict.fromkeys(SOURCE_LAB[name] for name in CLASS_NAMES))
+# (groups, classes): 1 where the class belongs to the group.
+GROUPS = np.array([[SOURCE_LAB[name] == lab for name in CLASS_NAMES] for lab in LABS], np.float64)
+GROUP_OF_CLASS = GROUPS.argmax(axis=0)
+_EPSILON = 1e-12
+
+
+def combine(between: np.ndarray, within: np.ndarray) -> np.ndarray:
+    """p(class) = between's probability of the class's group x within's probability inside the group."""
+    between, within = np.asarray(between, np.float64), np.asarray(within, np.float64)
+    group_mass = between @ GROUPS.T
+    within_mass = within @ GROUPS.T
+    return group_mass[:, GROUP_OF_CLASS] * within / np.maximum(within_mass[:, GROUP_OF_CLASS], _EPSILON)
+
+
+def log_probability_gradients(between: np.ndarray, within: np.ndarray, between_temperature: float,
+                              within_temperature: float) -> tuple[np.ndarray, np.ndarray]:
+    """d log p(c) / d logit k of each member, shape (N, classes c, classes k) each.
+
+    From log p(c) = log B(g) + log w(c) - log W(g), with B and W the members'
+    probabilities summed over c's group g and each softmax at its temperature.
+    """
+    between, within = np.asarray(between, np.float64), np.asarray(within, np.float64)
+    in_group = GROUPS[GROUP_OF_CLASS]  # (c, k): 1 where k shares c's group
+    between_mass = np.maximum((between @ GROUPS.T)[:, GROUP_OF_CLASS], _EPSILON)  # (N, c)
+    within_mass = np.maximum((within @ GROUPS.T)[:, GROUP_OF_CLASS], _EPSILON)
+    # d log B(g)/d z_k = p_k (1[k in g] / B(g) - 1) / T
+    d_between = between[:, None, :] * (in_group[None] / between_mass[:, :, None] - 1.0) / between_temperature
+    # d (log w(c) - log W(g))/d z_k = (1[k = c] - w_k 1[k in g] / W(g)) / T
+    d_within = (np.eye(len(CLASS_NAMES))[None] - within[:, None, :] * in_group[None]
+                / within_mass[:, :, None]) / within_temperature
+    return d_between, d_within
+
+
+def pair_class_maps(between_maps: np.ndarray, within_maps: np.ndarray, d_between: np.ndarray,
+                    d_within: np.ndarray) -> np.ndarray:
+    """Each class's map for the pair: the members' class maps weighted by the gradients.
+
+    Maps are (views, N, h, w, classes); the result has the same shape. A
+    member's logit k is the mean over the views of its map k (pooled), so the
+    gradient of log p(c) with respect to its feature maps is the sum of its
+    class maps weighted by d log p(c) / d logit k.
+    """
+    return (np.einsum("vnhwk,nck->vnhwc", between_maps, d_between)
+            + np.einsum("vnhwk,nck->vnhwc", within_maps, d_within)).astype(np.float32)
+
+
+class PairedClassifier(Classifier):
+    """A Classifier whose logits are the pair's log-probabilities (see the module docstring)."""
+
+    single_network = False
+
+    def __init__(self, card: dict, between: Classifier, within: Classifier, model_dir: Path | None = None):
+        for field in SHARED_FIELDS:
+            if between.card.get(field) != within.card.get(field):
+                raise BloodcellError(f"{between.name} and {within.name} differ in {field}, so one input "
+                                     "cannot serve both")
+        self.between, self.within = between, within
+        # The members' runner only names the runtime: the pair's own _forward runs both members.
+        super().__init__(None, {**card, "last_conv_layer": between.layer_name}, model_dir, runner=between.runner)
+
+    @property
+    def model(self):
+        raise BloodcellError(f"{self.name} combines two networks ({self.between.name} and {self.within.name}); "
+                             "Grad-CAM explains the pair, the other heatmap methods explain one network: "
+                             "choose one of its members for them")
+
+    def _forward(self, images: np.ndarray) -> Forward:
+        a, b = self.between._forward(images), self.within._forward(images)
+        between = softmax(a.logits, self.between.temperature)
+        within = softmax(b.logits, self.within.temperature)
+        d_between, d_within = log_probability_gradients(between, within, self.between.temperature,
+                                                        self.within.temperature)
+        return Forward(
+            features=np.concatenate([a.features, b.features], axis=1),
+            logits=np.log(np.maximum(combine(between, within), _EPSILON)).astype(np.float32),
+            class_maps=pair_class_maps(a.class_maps, b.class_maps, d_between, d_within),
+        )
+
+
+def is_pair(card: dict) -> bool:
+    return bool(card.get("pair"))
+
+
+def load_pair(folder: Path, card: dict, verify_checksum: bool = True, runtime: str = "auto") -> PairedClassifier:
+    """The pair in `folder`, its members loaded from beside it and checked against the card."""
+    members = {}
+    for role in ("between", "within"):
+        member = card["pair"][role]
+        member_dir = folder.parent / member["model"]
+        try:
+            classifier = Classifier.load(str(member_dir), verify_checksum=verify_checksum, runtime=runtime)
+        except BloodcellError as exc:
+            raise BloodcellError(f"{folder.name} needs its member {member['model']}: {exc}") from None
+        if classifier.card.get("file_sha256") != member.get("file_sha256"):
+            raise BloodcellError(
+                f"{folder.name} was built from another {member['model']} than the one in {member_dir}; "
+                f"build it again: python -m bloodcell pair --between {card['pair']['between']['model']} "
+                f"--within {card['pair']['within']['model']} --name {folder.name}")
+        members[role] = classifier
+    paired = PairedClassifier(card, members["between"], members["within"], folder)
+    ood = card.get("ood")
+    if ood:
+        from bloodcell.abstention import OOD_FILE, OutlierDetector
+        from bloodcell.inference import _check_file
+
+        ood_path = folder / ood.get("file", OOD_FILE)
+        _check_file(ood_path, ood.get("sha256"), verify_checksum)
+        paired.outlier_detector = OutlierDetector.load(ood_path)
+    return paired
+
+
+def make_pair(between: str, within: str, name: str, data_dir: Path, models_dir: Path) -> Path:
+    """Write the pair's folder beside its members, then its test metrics, temperature and outlier check."""
+    from bloodcell.audit import trained_on_twins
+    from bloodcell.data import load_manifest, manifest_path
+    from bloodcell.training import calibrate, fit_abstention, remove_stale_results, split_logits
+    from bloodcell.metrics import classification_metrics
+
+    models_dir, data_dir = Path(models_dir), Path(data_dir)
+    if between == within:
+        raise BloodcellError("a pair needs two different models")
+    member_dirs = [resolve_model_dir(member, models_dir) for member in (between, within)]
+    members = [Classifier.load(str(folder)) for folder in member_dirs]
+    for member in members:
+        if is_pair(member.card):
+            raise BloodcellError(f"{member.name} is itself a pair; a pair's members are trained models")
+    if members[0].card.get("split") != members[1].card.get("split"):
+        raise BloodcellError(f"{between} and {within} were trained on different splits")
+    for folder in member_dirs:
+        if folder.parent.resolve() != models_dir.resolve():
+            raise BloodcellError(f"{folder} is not in {models_dir}: a pair finds its members beside it")
+    out = models_dir / name
+    if out.resolve() in {folder.resolve() for folder in member_dirs} or (out / MODEL_FILE).is_file():
+        raise BloodcellError(f"{out} holds a trained model, which the pair would overwrite; give it another --name")
+    out.mkdir(parents=True, exist_ok=True)
+    remove_stale_results(out)
+    first = members[0].card
+    card = {
+        "name": name,
+        "description": f"{between} decides between the labs' groups of classes, {within} within a group: "
+                       "inside one lab's classes the look is the same for every image, so only "
+                       "between the groups can the lab's look be a shortcut.",
+        **{field: first.get(field) for field in ("classes", "input_size", "view", "input",
+                                                 "test_time_augmentation", "split")},
+        "last_conv_layer": first.get("last_conv_layer"),
+        "pair": {
+            "method": "p(class) = p_between(group of class) x p_within(class | group), groups = the labs "
+                      "that photographed each class (bloodcell.pairing)",
+            "groups": {lab: [c for c in CLASS_NAMES if SOURCE_LAB[c] == lab] for lab in LABS},
+            # Members are found by their folder's name, beside the pair's folder.
+            **{role: {"model": folder.name, "file_sha256": m.card.get("file_sha256"),
+                      "temperature": m.temperature, "trained_on_twins": trained_on_twins(m.card)}
+               for role, folder, m in zip(("between", "within"), member_dirs, members)},
+        },
+        "parameters": sum(int(m.card.get("parameters") or 0) for m in members),
+        "training_seconds": round(sum(float(m.card.get("training_seconds") or 0) for m in members), 1),
+        "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    (out / CARD_FILE).write_text(json.dumps(card, indent=1) + "\n")
+    (out / HISTORY_FILE).write_text("[]\n")  # no training of its own: its members' pages have the curves
+    manifest = load_manifest(manifest_path(models_dir))
+    paired = load_pair(out, card)
+    logits, labels = split_logits(paired, manifest, data_dir, "test")
+    metrics = classification_metrics(labels, softmax(logits).argmax(axis=1))
+    metrics.update({"split": "test", "model": name})
+    (out / METRICS_FILE).write_text(json.dumps(metrics, indent=1) + "\n")
+    card["test_metrics"] = {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"], "n": metrics["n"]}
+    (out / CARD_FILE).write_text(json.dumps(card, indent=1) + "\n")
+    calibrate(out, data_dir, manifest)
+    fit_abstention(out, data_dir, manifest)
+    log.info("%s: test accuracy %.4f", name, metrics["accuracy"])
+    return out
+
+
+def read_pair_card(folder: Path) -> dict | None:
+    """The card of a pair folder, or None when the folder holds no pair."""
+    path = Path(folder) / CARD_FILE
+    if not path.is_file():
+        return None
+    card = read_json(path)
+    return card if is_pair(card) else None

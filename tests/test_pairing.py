@@ -1,0 +1,157 @@
+"""A pair takes each lab's group from one model and the class inside it from another, with exact Grad-CAM."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from bloodcell.cli import main
+from bloodcell.config import CLASS_NAMES, SOURCE_LAB
+from bloodcell.errors import BloodcellError
+from bloodcell.explain import GRADCAM, SMOOTHGRAD, Explainer
+from bloodcell.inference import Classifier, available_models, softmax
+from bloodcell.pairing import GROUPS, combine, log_probability_gradients
+
+RNG = np.random.default_rng(7)
+
+
+def random_probabilities(n: int) -> np.ndarray:
+    return softmax(RNG.normal(0, 2, (n, len(CLASS_NAMES))))
+
+
+def test_groups_are_the_labs_of_the_classes():
+    for c, name in enumerate(CLASS_NAMES):
+        same_lab = [other for other in CLASS_NAMES if SOURCE_LAB[other] == SOURCE_LAB[name]]
+        group = GROUPS[GROUPS[:, c] == 1][0]
+        assert [CLASS_NAMES[k] for k in np.flatnonzero(group)] == same_lab
+
+
+def test_the_group_comes_from_between_and_the_odds_inside_it_from_within():
+    between, within = random_probabilities(20), random_probabilities(20)
+    paired = combine(between, within)
+    np.testing.assert_allclose(paired.sum(axis=1), 1.0)
+    np.testing.assert_allclose(paired @ GROUPS.T, between @ GROUPS.T)
+    # Inside a group, the ratios of two classes are within's.
+    barcelona = np.flatnonzero(GROUPS[0])
+    np.testing.assert_allclose(paired[:, barcelona[0]] / paired[:, barcelona[1]],
+                               within[:, barcelona[0]] / within[:, barcelona[1]])
+    # One model with itself is that model.
+    np.testing.assert_allclose(combine(between, between), between)
+
+
+def test_the_gradients_match_finite_differences():
+    between_logits, within_logits = RNG.normal(0, 2, (3, 5)), RNG.normal(0, 2, (3, 5))
+    t_between, t_within = 0.8, 1.3
+
+    def softmax64(z, t):  # the app's softmax returns float32: too coarse for finite differences
+        e = np.exp(z / t - (z / t).max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    def log_paired(zb, zw):
+        return np.log(combine(softmax64(zb, t_between), softmax64(zw, t_within)))
+
+    d_between, d_within = log_probability_gradients(softmax64(between_logits, t_between),
+                                                    softmax64(within_logits, t_within), t_between, t_within)
+    step = 1e-6
+    for k in range(len(CLASS_NAMES)):
+        shift = np.zeros(len(CLASS_NAMES))
+        shift[k] = step
+        numeric_b = (log_paired(between_logits + shift, within_logits)
+                     - log_paired(between_logits - shift, within_logits)) / (2 * step)
+        numeric_w = (log_paired(between_logits, within_logits + shift)
+                     - log_paired(between_logits, within_logits - shift)) / (2 * step)
+        np.testing.assert_allclose(d_between[:, :, k], numeric_b, atol=1e-6)
+        np.testing.assert_allclose(d_within[:, :, k], numeric_w, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def pair_dir(tmp_path_factory, tiny_models_dir, drawn_dataset):
+    """The tiny cnn beside a copy of itself (as 'twin_copy'), and their pair built by the CLI."""
+    models = tmp_path_factory.mktemp("pair-models")
+    shutil.copytree(tiny_models_dir / "cnn", models / "cnn")
+    shutil.copytree(tiny_models_dir / "cnn", models / "twin_copy")
+    shutil.copyfile(tiny_models_dir / "split.json", models / "split.json")
+    assert main(["-q", "pair", "--between", "twin_copy", "--within", "cnn", "--name", "pair",
+                 "--data", str(drawn_dataset), "--out", str(models)]) == 0
+    return models
+
+
+def test_a_pair_is_listed_and_reported_like_a_model(pair_dir):
+    assert available_models(pair_dir) == ["cnn", "pair", "twin_copy"]
+    card = json.loads((pair_dir / "pair" / "card.json").read_text())
+    assert card["pair"]["between"]["model"] == "twin_copy" and card["pair"]["within"]["model"] == "cnn"
+    assert {"calibration", "ood", "test_metrics"} <= set(card)
+    metrics = json.loads((pair_dir / "pair" / "metrics.json").read_text())
+    assert metrics["n"] == card["test_metrics"]["n"] > 0
+
+
+def test_a_model_paired_with_itself_answers_and_explains_as_the_model(pair_dir, drawn_dataset):
+    member, paired = Classifier.load("cnn", pair_dir), Classifier.load("pair", pair_dir)
+    x = np.stack([member.prepare(path) for path in sorted(drawn_dataset.glob("*/*.png"))[:6]])
+    alone, together = member.forward(x), paired.forward(x)
+    p = softmax(alone.logits, member.temperature)
+    np.testing.assert_allclose(np.exp(together.logits), p, rtol=1e-5)
+    np.testing.assert_allclose(together.features, np.concatenate([alone.features, alone.features], axis=1))
+    # d log p_c / d z_k = (1[k = c] - p_k) / T: each class's map less the probability-weighted mean map.
+    expected = (alone.class_maps - np.einsum("vnhwk,nk->vnhw", alone.class_maps, p)[..., None]) / member.temperature
+    np.testing.assert_allclose(together.class_maps, expected, rtol=1e-4, atol=1e-5)
+    explanation = Explainer(paired).gradcam(x[0])
+    assert explanation.heatmap.shape == (paired.input_size, paired.input_size)
+    assert np.isfinite(explanation.heatmap).all()
+
+
+def test_other_heatmap_methods_explain_one_network_and_say_so(pair_dir):
+    paired = Classifier.load("pair", pair_dir)
+    x = np.zeros((paired.input_size, paired.input_size, 3), np.float32)
+    assert Explainer(paired).explain(x, GRADCAM).method == GRADCAM
+    with pytest.raises(BloodcellError, match="choose one of its members"):
+        Explainer(paired).explain(x, SMOOTHGRAD)
+
+
+def test_a_missing_or_replaced_member_is_named(pair_dir, tmp_path):
+    models = tmp_path / "models"
+    shutil.copytree(pair_dir, models)
+    card_path = models / "cnn" / "card.json"
+    card = json.loads(card_path.read_text())
+    card_path.write_text(json.dumps({**card, "file_sha256": "0" * 64}))
+    with pytest.raises(BloodcellError, match="built from another cnn.*python -m bloodcell pair"):
+        Classifier.load("pair", models, verify_checksum=False)
+    shutil.rmtree(models / "cnn")
+    with pytest.raises(BloodcellError, match="needs its member cnn"):
+        Classifier.load("pair", models)
+
+
+def test_a_pair_refuses_to_overwrite_a_trained_model(pair_dir, drawn_dataset, capsys):
+    code = main(["-q", "pair", "--between", "twin_copy", "--within", "cnn", "--name", "cnn",
+                 "--data", str(drawn_dataset), "--out", str(pair_dir)])
+    assert code != 0 and "holds a trained model" in capsys.readouterr().err
+    assert json.loads((pair_dir / "cnn" / "card.json").read_text())["name"] == "cnn"
+
+
+def test_the_app_explains_a_pair_with_grad_cam_whatever_method_is_chosen(pair_dir, drawn_dataset):
+    from bloodcell.service import ModelService
+
+    path = sorted(drawn_dataset.glob("*/*.png"))[0]
+    analysis = ModelService.load("pair", pair_dir).analyse(path.name, path.read_bytes(), SMOOTHGRAD)
+    assert analysis.ok and analysis.method == GRADCAM
+    assert analysis.heatmap.shape == (32, 32)
+
+
+def test_a_pair_with_a_member_trained_on_twins_counts_as_trained_on_twins():
+    from bloodcell.audit import trained_on_twins
+
+    member = {"model": "celltwin", "file_sha256": "0" * 64, "trained_on_twins": True}
+    assert trained_on_twins({"pair": {"method": "m", "between": member, "within": {**member, "trained_on_twins": False}}})
+    assert not trained_on_twins({"pair": {"between": {**member, "trained_on_twins": False}}})
+    assert trained_on_twins({"hyperparameters": {"twin_share": 0.5}})
+
+
+def test_the_benchmark_times_a_pair_with_grad_cam_only(pair_dir, drawn_dataset):
+    from bloodcell.bench import in_process
+
+    results = in_process("pair", pair_dir, sorted(drawn_dataset.glob("*/*.png"))[:4], runs=2, batch_size=4)
+    assert results["predict_p50_ms"] > 0 and results["gradcam_p50_ms"] > 0
+    assert "smoothgrad_p50_ms" not in results and results["batch_images"] == 4
