@@ -31,10 +31,12 @@ from pathlib import Path
 
 import numpy as np
 
+from bloodcell.abstention import OOD_FILE, OutlierDetector
 from bloodcell.config import CLASS_NAMES, SOURCE_LAB
 from bloodcell.errors import BloodcellError
-from bloodcell.inference import (CARD_FILE, HISTORY_FILE, METRICS_FILE, MODEL_FILE, Classifier, Forward, read_json,
+from bloodcell.inference import (CARD_FILE, HISTORY_FILE, METRICS_FILE, MODEL_FILE, Classifier, Forward, _check_file,
                                  resolve_model_dir, softmax)
+from bloodcell.runtime import AUTO
 
 log = logging.getLogger("bloodcell")
 
@@ -121,11 +123,7 @@ class PairedClassifier(Classifier):
         )
 
 
-def is_pair(card: dict) -> bool:
-    return bool(card.get("pair"))
-
-
-def load_pair(folder: Path, card: dict, verify_checksum: bool = True, runtime: str = "auto") -> PairedClassifier:
+def load_pair(folder: Path, card: dict, verify_checksum: bool = True, runtime: str = AUTO) -> PairedClassifier:
     """The pair in `folder`, its members loaded from beside it and checked against the card."""
     members = {}
     for role in ("between", "within"):
@@ -135,18 +133,19 @@ def load_pair(folder: Path, card: dict, verify_checksum: bool = True, runtime: s
             classifier = Classifier.load(str(member_dir), verify_checksum=verify_checksum, runtime=runtime)
         except BloodcellError as exc:
             raise BloodcellError(f"{folder.name} needs its member {member['model']}: {exc}") from None
-        if classifier.card.get("file_sha256") != member.get("file_sha256"):
+        # The pair's own temperature and outlier check were fitted on these
+        # members as they were: a retrained or recalibrated member voids them.
+        if classifier.card.get("file_sha256") != member.get("file_sha256") or \
+                abs(classifier.temperature - member.get("temperature", classifier.temperature)) > 1e-6:
             raise BloodcellError(
-                f"{folder.name} was built from another {member['model']} than the one in {member_dir}; "
+                f"{folder.name} was built from {member['model']} as it was before it was retrained or "
+                f"recalibrated ({member_dir}); "
                 f"build it again: python -m bloodcell pair --between {card['pair']['between']['model']} "
                 f"--within {card['pair']['within']['model']} --name {folder.name}")
         members[role] = classifier
     paired = PairedClassifier(card, members["between"], members["within"], folder)
     ood = card.get("ood")
     if ood:
-        from bloodcell.abstention import OOD_FILE, OutlierDetector
-        from bloodcell.inference import _check_file
-
         ood_path = folder / ood.get("file", OOD_FILE)
         _check_file(ood_path, ood.get("sha256"), verify_checksum)
         paired.outlier_detector = OutlierDetector.load(ood_path)
@@ -166,7 +165,7 @@ def make_pair(between: str, within: str, name: str, data_dir: Path, models_dir: 
     member_dirs = [resolve_model_dir(member, models_dir) for member in (between, within)]
     members = [Classifier.load(str(folder)) for folder in member_dirs]
     for member in members:
-        if is_pair(member.card):
+        if member.card.get("pair"):
             raise BloodcellError(f"{member.name} is itself a pair; a pair's members are trained models")
     if members[0].card.get("split") != members[1].card.get("split"):
         raise BloodcellError(f"{between} and {within} were trained on different splits")
@@ -214,12 +213,3 @@ def make_pair(between: str, within: str, name: str, data_dir: Path, models_dir: 
     fit_abstention(out, data_dir, manifest)
     log.info("%s: test accuracy %.4f", name, metrics["accuracy"])
     return out
-
-
-def read_pair_card(folder: Path) -> dict | None:
-    """The card of a pair folder, or None when the folder holds no pair."""
-    path = Path(folder) / CARD_FILE
-    if not path.is_file():
-        return None
-    card = read_json(path)
-    return card if is_pair(card) else None

@@ -117,7 +117,10 @@ def test_a_missing_or_replaced_member_is_named(pair_dir, tmp_path):
     card_path = models / "cnn" / "card.json"
     card = json.loads(card_path.read_text())
     card_path.write_text(json.dumps({**card, "file_sha256": "0" * 64}))
-    with pytest.raises(BloodcellError, match="built from another cnn.*python -m bloodcell pair"):
+    with pytest.raises(BloodcellError, match="built from cnn as it was before.*python -m bloodcell pair"):
+        Classifier.load("pair", models, verify_checksum=False)
+    card_path.write_text(json.dumps({**card, "calibration": {**card["calibration"], "temperature": 3.0}}))
+    with pytest.raises(BloodcellError, match="retrained or recalibrated"):
         Classifier.load("pair", models, verify_checksum=False)
     shutil.rmtree(models / "cnn")
     with pytest.raises(BloodcellError, match="needs its member cnn"):
