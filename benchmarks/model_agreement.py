@@ -16,7 +16,7 @@ import argparse
 from pathlib import Path
 
 from bloodcell.abstention import OK
-from bloodcell.config import MODEL_NAMES, resolve_cross_source_dir, resolve_data_dir, resolve_models_dir
+from bloodcell.config import SHIPPED_MODEL_NAMES, resolve_cross_source_dir, resolve_data_dir, resolve_models_dir
 from bloodcell.data import load_manifest, manifest_path
 from bloodcell.evaluation import collect_labelled_images
 from bloodcell.inference import Classifier
@@ -42,7 +42,7 @@ def agreement(per_model: dict[str, list[str]], labels: list[str]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cross-source", metavar="DIR", help="other-lab cells (default: $BLOODCELL_CROSS_SOURCE)")
-    parser.add_argument("--models", nargs="+", default=list(MODEL_NAMES), metavar="NAME",
+    parser.add_argument("--models", nargs="+", default=list(SHIPPED_MODEL_NAMES), metavar="NAME",
                         help="models to compare (default: every shipped model)")
     args = parser.parse_args()
     data_dir = resolve_data_dir()

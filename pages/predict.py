@@ -9,7 +9,7 @@ from PIL import Image
 from bloodcell.abstention import NOT_A_CELL, NOT_CONFIDENT
 from bloodcell.cells import DISPLAY_NAMES
 from bloodcell.charts import counts_figure, probability_figure
-from bloodcell.config import CLASS_NAMES, MODEL_NAMES
+from bloodcell.config import CLASS_NAMES, SHIPPED_MODEL_NAMES
 from bloodcell.errors import ImageReadError
 from bloodcell.explain import GRADCAM, METHODS, overlay
 from bloodcell.imaging import read_image
@@ -163,7 +163,7 @@ def show_agreement(results, threshold: float) -> None:
     elif answers:
         agreeing, images = SHIPPED_MODELS_AGREE_ON_OTHER_LAB
         split = "; ".join(f"{', '.join(models)}: {answer_words(answer)}" for answer, models in answers.items())
-        st.warning(f"**The models disagree.** {split}. The {len(MODEL_NAMES)} shipped models give the same answer for "
+        st.warning(f"**The models disagree.** {split}. The {len(SHIPPED_MODEL_NAMES)} shipped models give the same answer for "
                    f"{SHIPPED_MODELS_AGREE_ON_TEST:.0%} of the test images from the two training labs, and for "
                    f"{agreeing} of {images} neutrophils from another lab: disagreement suggests a cell unlike "
                    "the training images, so trust no single verdict here and compare where each model looked.",

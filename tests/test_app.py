@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from bloodcell.config import CLASS_NAMES, CROSS_SOURCE_ENV, DATA_ENV, MODEL_NAMES, MODELS_ENV, PROJECT_ROOT
+from bloodcell.config import CLASS_NAMES, CROSS_SOURCE_ENV, DATA_ENV, MODELS_ENV, PROJECT_ROOT, SHIPPED_MODEL_NAMES
 from bloodcell.cells import DISPLAY_NAMES
 from conftest import draw_cell, encode
 
@@ -171,7 +171,7 @@ def test_compare_models_and_other_methods(with_data, real_data):
     app.file_uploader(key="uploads").set_value((path.name, path.read_bytes(), "image/jpeg")).run()
     app.toggle[-1].set_value(True).run()  # compare with the other models
     assert not app.exception, app.exception
-    assert len(verdicts(app)) == len(MODEL_NAMES)
+    assert len(verdicts(app)) == len(SHIPPED_MODEL_NAMES)
     # Whether the models agree is said once, above them.
     agreement = [c.value for c in app.caption if "models agree" in c.value] + \
         [w.value for w in app.warning if "models disagree" in w.value]
@@ -231,8 +231,9 @@ def test_models_are_listed_default_first_then_its_variants_then_whole_image(with
 
     app = open_page("pages/home.py")
     options = list(app.sidebar.selectbox[0].options)
-    assert options == [DEFAULT_MODEL, "celltwin", "celltexture", "cellgrey", "cellfill", "mobilenetv2", "cnn"]
-    assert set(options) == set(MODEL_NAMES)
+    assert options == [DEFAULT_MODEL, "cellfocus", "celltwin", "celltexture", "cellgrey", "cellfill", "mobilenetv2",
+                       "cnn"]
+    assert set(options) == set(SHIPPED_MODEL_NAMES)
     app.sidebar.selectbox[0].set_value("cellfill").run()
     captions = " ".join(c.value for c in app.sidebar.caption)
     assert not app.exception and "Sees the filled cell view" in captions
@@ -244,7 +245,10 @@ def test_models_are_listed_default_first_then_its_variants_then_whole_image(with
     app.sidebar.selectbox[0].set_value("celltwin").run()
     captions = " ".join(c.value for c in app.sidebar.caption)
     assert not app.exception and "trained on random textures and counterfactual twins too" in captions
-    assert "random textures" not in " ".join(c.value for c in open_page("pages/home.py").sidebar.caption)
+    default_caption = " ".join(c.value for c in open_page("pages/home.py").sidebar.caption)
+    assert "random textures" not in default_caption
+    # The pair (the default) is told apart by its members.
+    assert "celltwin between the labs and cellfocus within a lab (the default)" in default_caption
 
 
 def test_in_percent_turns_named_fractions_into_points_and_leaves_the_rest():
