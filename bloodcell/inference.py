@@ -80,6 +80,16 @@ def _load_keras(folder: Path, card: dict, verify_checksum: bool):
         raise BloodcellError(f"could not load {model_path}: {type(exc).__name__}: {exc}") from None
 
 
+def load_outlier_detector(folder: Path, card: dict, verify_checksum: bool = True) -> OutlierDetector | None:
+    """The outlier detector the card names, checked against its sha256; None when it has none."""
+    ood = card.get("ood")
+    if not ood:
+        return None
+    path = folder / ood.get("file", OOD_FILE)
+    _check_file(path, ood.get("sha256"), verify_checksum)
+    return OutlierDetector.load(path)
+
+
 def last_conv_layer(model) -> str:
     """The last layer with a spatial (4-D) output: what Grad-CAM explains."""
     import keras
@@ -272,11 +282,7 @@ class Classifier:
             classifier = cls(None, card, folder, runner=LiteRunner(lite_path))
         else:
             classifier = cls(_load_keras(folder, card, verify_checksum), card, folder)
-        ood = card.get("ood")
-        if ood:
-            ood_path = folder / ood.get("file", OOD_FILE)
-            _check_file(ood_path, ood.get("sha256"), verify_checksum)
-            classifier.outlier_detector = OutlierDetector.load(ood_path)
+        classifier.outlier_detector = load_outlier_detector(folder, card, verify_checksum)
         return classifier
 
     def logits(self, images: np.ndarray) -> np.ndarray:

@@ -31,11 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bloodcell.abstention import OOD_FILE, OutlierDetector
 from bloodcell.config import CLASS_NAMES, SOURCE_LAB
 from bloodcell.errors import BloodcellError
-from bloodcell.inference import (CARD_FILE, HISTORY_FILE, METRICS_FILE, MODEL_FILE, Classifier, Forward, _check_file,
-                                 resolve_model_dir, softmax)
+from bloodcell.inference import (CARD_FILE, HISTORY_FILE, METRICS_FILE, MODEL_FILE, Classifier, Forward,
+                                 load_outlier_detector, resolve_model_dir, softmax)
 from bloodcell.runtime import AUTO
 
 log = logging.getLogger("bloodcell")
@@ -144,11 +143,7 @@ def load_pair(folder: Path, card: dict, verify_checksum: bool = True, runtime: s
                 f"--within {card['pair']['within']['model']} --name {folder.name}")
         members[role] = classifier
     paired = PairedClassifier(card, members["between"], members["within"], folder)
-    ood = card.get("ood")
-    if ood:
-        ood_path = folder / ood.get("file", OOD_FILE)
-        _check_file(ood_path, ood.get("sha256"), verify_checksum)
-        paired.outlier_detector = OutlierDetector.load(ood_path)
+    paired.outlier_detector = load_outlier_detector(folder, card, verify_checksum)
     return paired
 
 
