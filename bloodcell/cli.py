@@ -308,8 +308,8 @@ def _import_tensorflow_quietly() -> None:
 TENSORFLOW_COMMANDS = ("train", "soup", "pair", "calibrate", "export", "audit", "bench")
 MODEL_COMMANDS = ("evaluate", "predict")
 
-COMMANDS = {"train": _cmd_train, "soup": _cmd_soup, "pair": _cmd_pair, "evaluate": _cmd_evaluate, "predict": _cmd_predict,
-            "calibrate": _cmd_calibrate, "export": _cmd_export, "audit": _cmd_audit,
+COMMANDS = {"train": _cmd_train, "soup": _cmd_soup, "pair": _cmd_pair, "evaluate": _cmd_evaluate,
+            "predict": _cmd_predict, "calibrate": _cmd_calibrate, "export": _cmd_export, "audit": _cmd_audit,
             "bench": _cmd_bench, "download": _cmd_download}
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from bloodcell.abstention import DEFAULT_MIN_CONFIDENCE, OOD_FILE, OutlierDetector, verdict, verdict_reason
-from bloodcell.config import CLASS_NAMES, resolve_models_dir
+from bloodcell.config import CLASS_NAMES, PAIRED_MODELS, resolve_models_dir
 from bloodcell.data import sha256_file
 from bloodcell.errors import BloodcellError, ImageReadError
 from bloodcell.framing import Framing, frame_photo
@@ -45,6 +45,12 @@ def resolve_model_dir(name_or_path: str, models_dir: str | Path | None = None) -
         return candidate
     folder = resolve_models_dir(models_dir) / name_or_path
     if not is_model_folder(folder):
+        if name_or_path in PAIRED_MODELS:
+            between, within = PAIRED_MODELS[name_or_path]
+            raise BloodcellError(
+                f"model '{name_or_path}' not found: {folder / CARD_FILE} is missing (build it from its trained "
+                f"members with 'python -m bloodcell pair --between {between} --within {within} "
+                f"--name {name_or_path}')")
         raise BloodcellError(
             f"model '{name_or_path}' not found: {folder / MODEL_FILE} is missing "
             f"(train it with 'python -m bloodcell train --model {name_or_path}')"

@@ -158,3 +158,8 @@ def test_the_benchmark_times_a_pair_with_grad_cam_only(pair_dir, drawn_dataset):
     results = in_process("pair", pair_dir, sorted(drawn_dataset.glob("*/*.png"))[:4], runs=2, batch_size=4)
     assert results["predict_p50_ms"] > 0 and results["gradcam_p50_ms"] > 0
     assert "smoothgrad_p50_ms" not in results and results["batch_images"] == 4
+
+
+def test_a_missing_shipped_pair_says_how_to_build_it(tmp_path):
+    with pytest.raises(BloodcellError, match="python -m bloodcell pair --between celltwin --within cellfocus"):
+        Classifier.load("cellpair", tmp_path)
