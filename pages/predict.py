@@ -163,8 +163,9 @@ def show_agreement(results, threshold: float) -> None:
     elif answers:
         agreeing, images = SHIPPED_MODELS_AGREE_ON_OTHER_LAB
         split = "; ".join(f"{', '.join(models)}: {answer_words(answer)}" for answer, models in answers.items())
-        st.warning(f"**The models disagree.** {split}. The {len(SHIPPED_MODEL_NAMES)} shipped models give the same answer for "
-                   f"{SHIPPED_MODELS_AGREE_ON_TEST:.0%} of the test images from the two training labs, and for "
+        st.warning(f"**The models disagree.** {split}. The {len(SHIPPED_MODEL_NAMES)} shipped models give the "
+                   f"same answer for {SHIPPED_MODELS_AGREE_ON_TEST:.0%} of the test images from the two training "
+                   "labs, and for "
                    f"{agreeing} of {images} neutrophils from another lab: disagreement suggests a cell unlike "
                    "the training images, so trust no single verdict here and compare where each model looked.",
                    icon=":material/call_split:")
