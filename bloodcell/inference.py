@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -261,8 +262,13 @@ class Classifier:
 
     @classmethod
     def load(cls, name_or_path: str, models_dir: str | Path | None = None,
-             verify_checksum: bool = True, runtime: str = AUTO) -> "Classifier":
-        """Load a model folder; `runtime` is "keras", "lite" or "auto" (LiteRT when it can)."""
+             verify_checksum: bool = True, runtime: str = AUTO,
+             load_member: Callable[[str], "Classifier"] | None = None) -> "Classifier":
+        """Load a model folder; `runtime` is "keras", "lite" or "auto" (LiteRT when it can).
+
+        For a pair, `load_member` (a member's folder name -> its Classifier)
+        lets a caller that already holds the members share them.
+        """
         if runtime not in RUNTIMES:
             raise BloodcellError(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
         folder = resolve_model_dir(name_or_path, models_dir)
@@ -270,7 +276,7 @@ class Classifier:
         if card.get("pair"):
             from bloodcell.pairing import load_pair
 
-            return load_pair(folder, card, verify_checksum, runtime)
+            return load_pair(folder, card, verify_checksum, runtime, load_member)
         lite = card.get("lite")
         lite_path = folder / (lite or {}).get("file", LITE_FILE)
         if lite and (lite.get("source_sha256") != card.get("file_sha256") or not lite_path.is_file()):

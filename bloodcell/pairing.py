@@ -28,6 +28,7 @@ import json
 import logging
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -122,14 +123,17 @@ class PairedClassifier(Classifier):
         )
 
 
-def load_pair(folder: Path, card: dict, verify_checksum: bool = True, runtime: str = AUTO) -> PairedClassifier:
-    """The pair in `folder`, its members loaded from beside it and checked against the card."""
+def load_pair(folder: Path, card: dict, verify_checksum: bool = True, runtime: str = AUTO,
+              load_member: Callable[[str], Classifier] | None = None) -> PairedClassifier:
+    """The pair in `folder`, its members loaded from beside it (or by `load_member`, which
+    shares members a caller already holds) and checked against the card."""
     members = {}
     for role in ("between", "within"):
         member = card["pair"][role]
         member_dir = folder.parent / member["model"]
         try:
-            classifier = Classifier.load(str(member_dir), verify_checksum=verify_checksum, runtime=runtime)
+            classifier = load_member(member["model"]) if load_member else \
+                Classifier.load(str(member_dir), verify_checksum=verify_checksum, runtime=runtime)
         except BloodcellError as exc:
             raise BloodcellError(f"{folder.name} needs its member {member['model']}: {exc}") from None
         # The pair's own temperature and outlier check were fitted on these

@@ -127,8 +127,9 @@ class ModelService:
     _explainer: Explainer | None = None
 
     @classmethod
-    def load(cls, name: str, models_dir=None) -> "ModelService":
-        return cls(Classifier.load(name, models_dir))
+    def load(cls, name: str, models_dir=None, load_member=None) -> "ModelService":
+        """`load_member` (a name -> Classifier) lets a pair share members already loaded."""
+        return cls(Classifier.load(name, models_dir, load_member=load_member))
 
     @property
     def name(self) -> str:

@@ -68,7 +68,9 @@ def load_service(name: str, folder: str):
     from bloodcell.service import ModelService
 
     LOADS[name] += 1
-    service = ModelService.load(name, folder)
+    # A pair (bloodcell.pairing) shares its members' networks with their own
+    # services instead of holding a second copy of each.
+    service = ModelService.load(name, folder, load_member=lambda member: load_service(member, folder).classifier)
     service.warm_up()
     return service
 

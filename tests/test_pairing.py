@@ -163,3 +163,9 @@ def test_the_benchmark_times_a_pair_with_grad_cam_only(pair_dir, drawn_dataset):
 def test_a_missing_shipped_pair_says_how_to_build_it(tmp_path):
     with pytest.raises(BloodcellError, match="python -m bloodcell pair --between celltwin --within cellfocus"):
         Classifier.load("cellpair", tmp_path)
+
+
+def test_a_pair_can_share_members_a_caller_already_holds(pair_dir):
+    held = {name: Classifier.load(name, pair_dir) for name in ("cnn", "twin_copy")}
+    paired = Classifier.load("pair", pair_dir, load_member=held.__getitem__)
+    assert paired.between is held["twin_copy"] and paired.within is held["cnn"]
