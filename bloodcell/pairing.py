@@ -90,16 +90,21 @@ def pair_class_maps(between_maps: np.ndarray, within_maps: np.ndarray, d_between
             + np.einsum("vnhwk,nck->vnhwc", within_maps, d_within)).astype(np.float32)
 
 
+def check_members(between: Classifier, within: Classifier) -> None:
+    """A clear error unless one input can serve both models."""
+    for field in SHARED_FIELDS:
+        if between.card.get(field) != within.card.get(field):
+            raise BloodcellError(f"{between.name} and {within.name} differ in {field}, so one input "
+                                 "cannot serve both")
+
+
 class PairedClassifier(Classifier):
     """A Classifier whose logits are the pair's log-probabilities (see the module docstring)."""
 
     single_network = False
 
     def __init__(self, card: dict, between: Classifier, within: Classifier, model_dir: Path | None = None):
-        for field in SHARED_FIELDS:
-            if between.card.get(field) != within.card.get(field):
-                raise BloodcellError(f"{between.name} and {within.name} differ in {field}, so one input "
-                                     "cannot serve both")
+        check_members(between, within)
         self.between, self.within = between, within
         # The members' runner only names the runtime: the pair's own _forward runs both members.
         super().__init__(None, {**card, "last_conv_layer": between.layer_name}, model_dir, runner=between.runner)
@@ -166,6 +171,8 @@ def make_pair(between: str, within: str, name: str, data_dir: Path, models_dir: 
     for member in members:
         if member.card.get("pair"):
             raise BloodcellError(f"{member.name} is itself a pair; a pair's members are trained models")
+    # Checked before anything is written: a half-made pair folder would be listed as a model.
+    check_members(*members)
     if members[0].card.get("split") != members[1].card.get("split"):
         raise BloodcellError(f"{between} and {within} were trained on different splits")
     for folder in member_dirs:

@@ -169,3 +169,15 @@ def test_a_pair_can_share_members_a_caller_already_holds(pair_dir):
     held = {name: Classifier.load(name, pair_dir) for name in ("cnn", "twin_copy")}
     paired = Classifier.load("pair", pair_dir, load_member=held.__getitem__)
     assert paired.between is held["twin_copy"] and paired.within is held["cnn"]
+
+
+def test_models_that_see_different_inputs_are_refused_before_anything_is_written(pair_dir, drawn_dataset, tmp_path):
+    from bloodcell.pairing import make_pair
+
+    models = tmp_path / "models"
+    shutil.copytree(pair_dir, models)
+    card_path = models / "twin_copy" / "card.json"
+    card_path.write_text(json.dumps({**json.loads(card_path.read_text()), "view": "cell"}))
+    with pytest.raises(BloodcellError, match="differ in view"):
+        make_pair("twin_copy", "cnn", "mixed", drawn_dataset, models)
+    assert not (models / "mixed").exists()
