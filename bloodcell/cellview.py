@@ -189,8 +189,21 @@ def grey_cell_view_and_mask(image: Image.Image, size: int,
                             mask: CellMask | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The grey cell view and the cell mask in its frame."""
     view, inside = cell_view_and_mask(image, size, mask, VIEW_MIN_BOX_FRACTION[GREY_CELL_VIEW])
-    grey = cap_detail(view @ GREY_WEIGHTS)
-    return np.repeat(grey[..., None], 3, axis=-1), inside
+    return grey_of_cell_views(view), inside
+
+
+def grey_of_cell_views(views: np.ndarray) -> np.ndarray:
+    """Cell views, (H, W, 3) or (N, H, W, 3), as grey cell views: the same crop in grey levels,
+    fine detail capped (three equal channels, float32 0..255).
+
+    The grey view is made from the cell view by taking away only, so a model
+    of either view can share one input (bloodcell.pairing).
+    """
+    views = np.asarray(views, np.float32)
+    if views.ndim == 3:
+        return grey_of_cell_views(views[None])[0]
+    grey = np.stack([cap_detail(view @ GREY_WEIGHTS) for view in views])
+    return np.repeat(grey[..., None], 3, axis=-1)
 
 
 def crop_mask(mask: CellMask, box: tuple[int, int, int, int], size: int) -> np.ndarray:

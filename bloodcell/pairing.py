@@ -18,8 +18,11 @@ Grad-CAM stays exact: each member's head is global average pooling and a
 Dense layer, so the gradient of the pair's log-probability with respect to a
 member's last feature map is a weighted sum of that member's class maps
 (`pair_class_maps`), and the pair's heatmap is the sum over both members.
-The caveat: the split leans on which lab photographed which class, which is
-this dataset's structure, not a cell's.
+The members may see different views when one is made from the other by
+taking something away (`DERIVED_VIEWS`): the pair takes in the fuller view
+and hands the other member its own, in the same frame, so the heatmaps still
+add up. The caveat: the split leans on which lab photographed which class,
+which is this dataset's structure, not a cell's.
 """
 
 from __future__ import annotations
@@ -33,7 +36,9 @@ from typing import Callable
 import numpy as np
 
 from bloodcell.config import CLASS_NAMES, SOURCE_LAB
+from bloodcell.cellview import grey_of_cell_views
 from bloodcell.errors import BloodcellError
+from bloodcell.imaging import CELL_VIEW, GREY_CELL_VIEW
 from bloodcell.inference import (CARD_FILE, HISTORY_FILE, METRICS_FILE, MODEL_FILE, Classifier, Forward,
                                  load_outlier_detector, resolve_model_dir, softmax)
 from bloodcell.runtime import AUTO
@@ -41,7 +46,13 @@ from bloodcell.runtime import AUTO
 log = logging.getLogger("bloodcell")
 
 # Card fields the two members must share for one input to serve both.
-SHARED_FIELDS = ("classes", "input_size", "view", "test_time_augmentation")
+SHARED_FIELDS = ("classes", "input_size", "test_time_augmentation")
+# (the pair's input view, a member's view) -> how that member's input is made
+# from the pair's: the grey cell view is the cell view's crop in grey levels
+# with its fine detail capped, so a member of each can share one input.
+DERIVED_VIEWS: dict[tuple[str, str], Callable[[np.ndarray], np.ndarray]] = {
+    (CELL_VIEW, GREY_CELL_VIEW): grey_of_cell_views,
+}
 # A group per lab, in the order the labs first appear among the classes.
 LABS: tuple[str, ...] = tuple(dict.fromkeys(SOURCE_LAB[name] for name in CLASS_NAMES))
 # (groups, classes): 1 where the class belongs to the group.
@@ -90,12 +101,17 @@ def pair_class_maps(between_maps: np.ndarray, within_maps: np.ndarray, d_between
             + np.einsum("vnhwk,nck->vnhwc", within_maps, d_within)).astype(np.float32)
 
 
-def check_members(between: Classifier, within: Classifier) -> None:
-    """A clear error unless one input can serve both models."""
+def check_members(between: Classifier, within: Classifier) -> str:
+    """The view both models can be served from, or a clear error if there is none."""
     for field in SHARED_FIELDS:
         if between.card.get(field) != within.card.get(field):
             raise BloodcellError(f"{between.name} and {within.name} differ in {field}, so one input "
                                  "cannot serve both")
+    for view in (between.view, within.view):
+        if all(member.view == view or (view, member.view) in DERIVED_VIEWS for member in (between, within)):
+            return view
+    raise BloodcellError(f"{between.name} and {within.name} differ in view ({between.view}, {within.view}) "
+                         "and neither view is made from the other, so one input cannot serve both")
 
 
 class PairedClassifier(Classifier):
@@ -104,10 +120,14 @@ class PairedClassifier(Classifier):
     single_network = False
 
     def __init__(self, card: dict, between: Classifier, within: Classifier, model_dir: Path | None = None):
-        check_members(between, within)
+        view = check_members(between, within)
         self.between, self.within = between, within
         # The members' runner only names the runtime: the pair's own _forward runs both members.
-        super().__init__(None, {**card, "last_conv_layer": between.layer_name}, model_dir, runner=between.runner)
+        super().__init__(None, {**card, "view": view, "last_conv_layer": between.layer_name}, model_dir,
+                         runner=between.runner)
+
+    def _member_input(self, member: Classifier, images: np.ndarray) -> np.ndarray:
+        return images if member.view == self.view else DERIVED_VIEWS[(self.view, member.view)](images)
 
     @property
     def model(self):
@@ -116,7 +136,8 @@ class PairedClassifier(Classifier):
                              "choose one of its members for them")
 
     def _forward(self, images: np.ndarray) -> Forward:
-        a, b = self.between._forward(images), self.within._forward(images)
+        a = self.between._forward(self._member_input(self.between, images))
+        b = self.within._forward(self._member_input(self.within, images))
         between = softmax(a.logits, self.between.temperature)
         within = softmax(b.logits, self.within.temperature)
         d_between, d_within = log_probability_gradients(between, within, self.between.temperature,
@@ -172,7 +193,8 @@ def make_pair(between: str, within: str, name: str, data_dir: Path, models_dir: 
         if member.card.get("pair"):
             raise BloodcellError(f"{member.name} is itself a pair; a pair's members are trained models")
     # Checked before anything is written: a half-made pair folder would be listed as a model.
-    check_members(*members)
+    view = check_members(*members)
+    takes_input = next(m for m in members if m.view == view)
     if members[0].card.get("split") != members[1].card.get("split"):
         raise BloodcellError(f"{between} and {within} were trained on different splits")
     for folder in member_dirs:
@@ -189,15 +211,16 @@ def make_pair(between: str, within: str, name: str, data_dir: Path, models_dir: 
         "description": f"{between} decides between the labs' groups of classes, {within} within a group: "
                        "inside one lab's classes the look is the same for every image, so only "
                        "between the groups can the lab's look be a shortcut.",
-        **{field: first.get(field) for field in ("classes", "input_size", "view", "input",
-                                                 "test_time_augmentation", "split")},
-        "last_conv_layer": first.get("last_conv_layer"),
+        **{field: first.get(field) for field in ("classes", "input_size", "test_time_augmentation", "split",
+                                                 "last_conv_layer")},
+        "view": view,
+        "input": takes_input.card.get("input"),
         "pair": {
             "method": "p(class) = p_between(group of class) x p_within(class | group), groups = the labs "
                       "that photographed each class (bloodcell.pairing)",
             "groups": {lab: [c for c in CLASS_NAMES if SOURCE_LAB[c] == lab] for lab in LABS},
             # Members are found by their folder's name, beside the pair's folder.
-            **{role: {"model": folder.name, "file_sha256": m.card.get("file_sha256"),
+            **{role: {"model": folder.name, "view": m.view, "file_sha256": m.card.get("file_sha256"),
                       "temperature": m.temperature, "trained_on_twins": trained_on_twins(m.card)}
                for role, folder, m in zip(("between", "within"), member_dirs, members)},
         },

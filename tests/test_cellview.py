@@ -126,6 +126,20 @@ def test_grey_view_is_the_cell_view_in_grey_with_capped_detail():
     np.testing.assert_array_equal(to_model_input(image, 96, GREY_CELL_VIEW), grey)
 
 
+def test_grey_view_is_made_from_the_cell_view_alone():
+    """What lets a grey-view model share a cell-view model's input (bloodcell.pairing)."""
+    from bloodcell.cellview import grey_of_cell_views
+    from bloodcell.imaging import GREY_CELL_VIEW
+
+    images = [draw_field(lab, seed=seed)[0] for lab, seed in (("peach", 5), ("blue-white", 6))]
+    colour = np.stack([to_model_input(image, 96, CELL_VIEW) for image in images])
+    grey = np.stack([to_model_input(image, 96, GREY_CELL_VIEW) for image in images])
+    np.testing.assert_array_equal(grey_of_cell_views(colour), grey)
+    np.testing.assert_array_equal(grey_of_cell_views(colour[1]), grey[1])
+    # A flip commutes with it, so the four mirror views of either input agree.
+    np.testing.assert_allclose(grey_of_cell_views(colour[:, ::-1]), grey[:, ::-1], atol=1e-3)
+
+
 def test_grey_view_hides_the_stain_that_reinhard_transfer_leaves():
     """Two stains of one drawn cell differ less in the grey view than in the colour view."""
     from bloodcell.cellview import grey_cell_view

@@ -143,6 +143,35 @@ def test_the_app_explains_a_pair_with_grad_cam_whatever_method_is_chosen(pair_di
     assert analysis.heatmap.shape == (32, 32)
 
 
+def test_a_grey_view_member_is_served_from_the_cell_view(pair_dir, drawn_dataset, tmp_path):
+    """A cell-view model and a grey-view model share one input: the grey one gets its view made from it."""
+    from bloodcell.cellview import grey_of_cell_views
+    from bloodcell.pairing import make_pair
+
+    models = tmp_path / "models"
+    shutil.copytree(pair_dir, models)
+    for name, view in (("twin_copy", "cell-grey"), ("cnn", "cell")):
+        card_path = models / name / "card.json"
+        card_path.write_text(json.dumps({**json.loads(card_path.read_text()), "view": view}))
+    make_pair("twin_copy", "cnn", "mixed", drawn_dataset, models)
+    paired = Classifier.load("mixed", models)
+    assert paired.view == "cell" and json.loads((models / "mixed" / "card.json").read_text())["view"] == "cell"
+    between, within = Classifier.load("twin_copy", models), Classifier.load("cnn", models)
+    paths = sorted(drawn_dataset.glob("*/*.png"))[:4]
+    x = np.stack([paired.prepare(path) for path in paths])
+    np.testing.assert_array_equal(grey_of_cell_views(x), np.stack([between.prepare(path) for path in paths]))
+    expected = combine(softmax(between.forward(grey_of_cell_views(x)).logits, between.temperature),
+                       softmax(within.forward(x).logits, within.temperature))
+    np.testing.assert_allclose(np.exp(paired.forward(x).logits), expected, rtol=1e-5)
+    # The other way round there is no grey input to make a colour view from: refused, and nothing written.
+    for name, view in (("twin_copy", "cell-grey"), ("cnn", "cell-fill")):
+        card_path = models / name / "card.json"
+        card_path.write_text(json.dumps({**json.loads(card_path.read_text()), "view": view}))
+    with pytest.raises(BloodcellError, match="neither view is made from the other"):
+        make_pair("twin_copy", "cnn", "refused", drawn_dataset, models)
+    assert not (models / "refused").exists()
+
+
 def test_a_pair_with_a_member_trained_on_twins_counts_as_trained_on_twins():
     from bloodcell.audit import trained_on_twins
 
