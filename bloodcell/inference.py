@@ -18,7 +18,7 @@ from bloodcell.config import CLASS_NAMES, PAIRED_MODELS, resolve_models_dir
 from bloodcell.data import sha256_file
 from bloodcell.errors import BloodcellError, ImageReadError
 from bloodcell.framing import Framing, frame_photo
-from bloodcell.imaging import FULL_VIEW, ImageSource, read_image, to_model_input
+from bloodcell.imaging import FULL_VIEW, VIEW_DESCRIPTIONS, ImageSource, read_image, to_model_input
 from bloodcell.runtime import AUTO, KERAS, LITE, LITE_FILE, RUNTIMES, KerasRunner, LiteRunner, lite_available
 
 MODEL_FILE = "model.keras"
@@ -259,6 +259,11 @@ class Classifier:
     @property
     def runtime(self) -> str:
         return self.runner.name
+
+    @property
+    def view_description(self) -> str | None:
+        """What the model sees, in words (bloodcell.imaging.VIEW_DESCRIPTIONS)."""
+        return VIEW_DESCRIPTIONS.get(self.view)
 
     @classmethod
     def load(cls, name_or_path: str, models_dir: str | Path | None = None,

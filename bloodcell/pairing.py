@@ -53,6 +53,8 @@ SHARED_FIELDS = ("classes", "input_size", "test_time_augmentation")
 DERIVED_VIEWS: dict[tuple[str, str], Callable[[np.ndarray], np.ndarray]] = {
     (CELL_VIEW, GREY_CELL_VIEW): grey_of_cell_views,
 }
+# What a member with a derived view does to the pair's input, in words.
+DERIVED_VIEW_WORDS = {GREY_CELL_VIEW: "in grey levels with its fine detail capped"}
 # A group per lab, in the order the labs first appear among the classes.
 LABS: tuple[str, ...] = tuple(dict.fromkeys(SOURCE_LAB[name] for name in CLASS_NAMES))
 # (groups, classes): 1 where the class belongs to the group.
@@ -125,6 +127,13 @@ class PairedClassifier(Classifier):
         # The members' runner only names the runtime: the pair's own _forward runs both members.
         super().__init__(None, {**card, "view": view, "last_conv_layer": between.layer_name}, model_dir,
                          runner=between.runner)
+
+    @property
+    def view_description(self) -> str | None:
+        """The pair's input in words, and how a member that sees it otherwise sees it."""
+        return "; ".join([super().view_description or self.view] + [
+            f"{member.name} sees it {DERIVED_VIEW_WORDS[member.view]}"
+            for member in (self.between, self.within) if member.view != self.view])
 
     def _member_input(self, member: Classifier, images: np.ndarray) -> np.ndarray:
         return images if member.view == self.view else DERIVED_VIEWS[(self.view, member.view)](images)

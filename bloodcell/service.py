@@ -22,7 +22,7 @@ from bloodcell.config import CLASS_NAMES
 from bloodcell.errors import ImageReadError
 from bloodcell.explain import GRADCAM, Explainer
 from bloodcell.framing import Framing, frame_photo
-from bloodcell.imaging import CELL_VIEWS, VIEW_DESCRIPTIONS, read_image, to_model_input
+from bloodcell.imaging import CELL_VIEWS, read_image, to_model_input
 from bloodcell.inference import Classifier
 
 DEFAULT_UNSURE_THRESHOLD = DEFAULT_MIN_CONFIDENCE
@@ -49,7 +49,7 @@ class Analysis:
     # right part of the photo.
     model_view: np.ndarray | None = None
     view_box: tuple[float, float, float, float] | None = None
-    view_description: str | None = None  # bloodcell.imaging.VIEW_DESCRIPTIONS
+    view_description: str | None = None  # Classifier.view_description
     red_cell_size: float | None = None  # the photo's magnification (bloodcell.redcells); None: unmeasured
     zoom: float = 1.0  # above 1: the models saw the photo cropped to the training magnification (bloodcell.framing)
 
@@ -179,7 +179,7 @@ class ModelService:
                         ood_threshold=None if detector is None else detector.threshold,
                         cell_problem=mask.problem, model_view=view,
                         view_box=_in_photo(box, framing, photo.image.size),
-                        view_description=VIEW_DESCRIPTIONS.get(classifier.view),
+                        view_description=classifier.view_description,
                         red_cell_size=framing.red_cell_size, zoom=framing.zoom)
 
 

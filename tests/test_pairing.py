@@ -163,6 +163,7 @@ def test_a_grey_view_member_is_served_from_the_cell_view(pair_dir, drawn_dataset
     expected = combine(softmax(between.forward(grey_of_cell_views(x)).logits, between.temperature),
                        softmax(within.forward(x).logits, within.temperature))
     np.testing.assert_allclose(np.exp(paired.forward(x).logits), expected, rtol=1e-5)
+    assert paired.view_description.endswith(f"; {paired.between.name} sees it in grey levels with its fine detail capped")
     # The other way round there is no grey input to make a colour view from: refused, and nothing written.
     for name, view in (("twin_copy", "cell-grey"), ("cnn", "cell-fill")):
         card_path = models / name / "card.json"
