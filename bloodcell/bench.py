@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import shutil
 import socket
 import statistics
@@ -46,6 +47,17 @@ METHOD_KEYS = {GRADCAM: "gradcam", GRADCAM_PLUS_PLUS: "gradcam_plus_plus", SCORE
                SMOOTHGRAD: "smoothgrad"}
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def cpu_name() -> str:
+    """The processor's model name (Linux), or its architecture where the system does not say."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _ms(samples: list[float]) -> tuple[float, float]:
@@ -90,7 +102,9 @@ def benchmark_images(data_dir: Path | None, count: int) -> list[Path]:
     return paths
 
 
-def in_process(model: str, models_dir: Path, images: list[Path], runs: int, batch_size: int) -> dict:
+def in_process(model: str, models_dir: Path, images: list[Path], runs: int, batch_size: int,
+               methods: tuple[str, ...] = METHODS) -> dict:
+    """Time one model in this process: prediction, each heatmap method in `methods` it offers, a batch."""
     service = ModelService.load(model, models_dir)
     classifier, explainer = service.classifier, service.explainer
     size = classifier.input_size
@@ -109,7 +123,7 @@ def in_process(model: str, models_dir: Path, images: list[Path], runs: int, batc
     p50, p95 = _ms(_timed(lambda: explainer.gradcam(load_model_input(next_bytes(), size, view)), runs))
     results.update(predict_gradcam_p50_ms=p50, predict_gradcam_p95_ms=p95)
     # A pair explains both its networks with Grad-CAM only (bloodcell.pairing).
-    for method in METHODS if classifier.single_network else (GRADCAM,):
+    for method in methods if classifier.single_network else set(methods) & {GRADCAM}:
         slow = method in (SCORECAM, SMOOTHGRAD, GRADCAM_PLUS_PLUS)
         samples = _timed(lambda: explainer.explain(to_model_input(read_image(next_bytes()), size, view), method),
                          max(3, runs // 5) if slow else runs, warmup=2)
@@ -317,7 +331,8 @@ def run_benchmarks(model: str | None = None, models_dir: Path | None = None, dat
         raise BloodcellError("--predictions must be at least 2")
     images = benchmark_images(data_dir if data_dir.is_dir() else None, max(batch, predictions + 2))
     results = {
-        "machine": {"cpu_count": os.cpu_count(), "platform": sys.platform, "python": sys.version.split()[0]},
+        "machine": {"cpu": cpu_name(), "cpu_count": os.cpu_count(), "platform": sys.platform,
+                    "python": sys.version.split()[0]},
         "quick": quick,
         **in_process(model, models_dir, images, runs, batch),
         **running_app(models_dir, data_dir if data_dir.is_dir() else None, images, predictions, quick),

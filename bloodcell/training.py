@@ -283,14 +283,9 @@ def _fit_phase(model, train_ds, val_ds, epochs, initial_epoch, learning_rate, re
 
 
 def _environment() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from bloodcell.bench import cpu_name
+
+    cpu = cpu_name()
     import sklearn
     import tensorflow as tf
     import PIL
