@@ -283,15 +283,14 @@ def _fit_phase(model, train_ds, val_ds, epochs, initial_epoch, learning_rate, re
 
 
 def _environment() -> dict:
-    from bloodcell.bench import cpu_name
-
-    cpu = cpu_name()
+    import PIL
     import sklearn
     import tensorflow as tf
-    import PIL
+
+    from bloodcell.bench import cpu_name
 
     return {
-        "cpu": cpu,
+        "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "gpu": bool(tf.config.list_physical_devices("GPU")),
         "platform": platform.platform(),
