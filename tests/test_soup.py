@@ -13,7 +13,7 @@ from bloodcell.cli import main
 from bloodcell.data import sha256_file
 from bloodcell.errors import BloodcellError
 from bloodcell.inference import Classifier
-from bloodcell.soup import average_weights, check_runs, make_soup
+from bloodcell.soup import average_weights, check_runs
 
 SEEDS = (11, 12)
 
@@ -30,6 +30,9 @@ def soup_dirs(tmp_path_factory, drawn_dataset, imagenet_weights):
               base_weights=str(imagenet_weights), seed=seed)
         runs.append(folder / "cellfocus")
     out = tmp_path_factory.mktemp("soup")
+    # An audit of the model the soup replaces: it describes that model, so the soup must remove it.
+    (out / "cellfocus").mkdir()
+    (out / "cellfocus" / "audit.json").write_text("{}")
     assert main(["-q", "soup", *map(str, runs), "--data", str(drawn_dataset), "--out", str(out)]) == 0
     return runs, out
 
@@ -96,13 +99,10 @@ def test_soup_refuses_what_cannot_be_averaged(soup_dirs, tiny_models_dir, tmp_pa
         average_weights([[np.zeros((2, 3))], [np.zeros((3, 2))]])
 
 
-def test_soup_removes_results_of_the_model_it_replaces(soup_dirs, drawn_dataset, tmp_path):
-    runs, _ = soup_dirs
-    (tmp_path / "cellfocus").mkdir()
-    (tmp_path / "cellfocus" / "audit.json").write_text("{}")
-    make_soup(runs, drawn_dataset, tmp_path)
-    assert not (tmp_path / "cellfocus" / "audit.json").exists()
-    assert (tmp_path / "cellfocus" / "model.keras").is_file()
+def test_soup_removes_results_of_the_model_it_replaces(soup_dirs):
+    _, out = soup_dirs
+    assert not (out / "cellfocus" / "audit.json").exists()
+    assert (out / "cellfocus" / "model.keras").is_file()
 
 
 def test_soup_never_overwrites_one_of_its_runs(soup_dirs, drawn_dataset, capsys):
