@@ -114,13 +114,23 @@ def confusion_figure(matrix, normalise: bool = False, title: str | None = None) 
     return figure
 
 
+def probability_text(probability: float, decimals: int = 1) -> str:
+    """A probability as a percentage that never rounds to a certainty it is not: "> 99.9%", "< 0.1%"."""
+    step = 10.0 ** -(decimals + 2)  # the last shown digit, as a probability
+    if probability >= 1 - step / 2:
+        return f"> {1 - step:.{decimals}%}"
+    if probability < step / 2:
+        return f"< {step:.{decimals}%}"
+    return f"{probability:.{decimals}%}"
+
+
 def probability_figure(probabilities, highlight: int | None = None, threshold: float | None = None,
                        short_names: bool = False) -> go.Figure:
     """Horizontal bars of the five class probabilities (`short_names` for narrow columns)."""
     labels = [(SHORT_NAMES if short_names else DISPLAY_NAMES)[name] for name in CLASS_NAMES]
     colours = ["#2ca02c" if i == highlight else "#9ecae1" for i in range(len(CLASS_NAMES))]
     figure = go.Figure(go.Bar(x=list(np.asarray(probabilities, float)), y=labels, orientation="h",
-                              marker_color=colours, text=[f"{p:.1%}" for p in probabilities],
+                              marker_color=colours, text=[probability_text(p) for p in probabilities],
                               textposition="auto"))
     if threshold is not None:
         figure.add_vline(x=threshold, line_dash="dot", line_color="grey")

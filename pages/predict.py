@@ -8,7 +8,7 @@ from PIL import Image
 
 from bloodcell.abstention import NOT_A_CELL, NOT_CONFIDENT
 from bloodcell.cells import DISPLAY_NAMES
-from bloodcell.charts import counts_figure, probability_figure
+from bloodcell.charts import counts_figure, probability_figure, probability_text
 from bloodcell.config import CLASS_NAMES, SHIPPED_MODEL_NAMES
 from bloodcell.errors import ImageReadError
 from bloodcell.explain import GRADCAM, METHODS, overlay
@@ -115,12 +115,12 @@ def verdict_box(result, threshold: float) -> None:
     verdict = result.verdict(threshold)
     if verdict == NOT_A_CELL:
         st.error(f"**Does not look like a single blood-cell image** ({result.reason(threshold)}). The model would "
-                 f"say {label} at {result.confidence:.0%}; do not trust it.", icon=":material/block:")
+                 f"say {label} at {probability_text(result.confidence, 0)}; do not trust it.", icon=":material/block:")
     elif verdict == NOT_CONFIDENT:
         st.warning(f"**Not confident.** Best guess: {label} at {result.confidence:.0%}, "
                    f"below the {threshold:.0%} threshold.", icon=":material/help:")
     else:
-        st.success(f"**{label}** — {result.confidence:.1%}", icon=":material/check_circle:")
+        st.success(f"**{label}** — {probability_text(result.confidence)}", icon=":material/check_circle:")
 
 
 def heatmap_image(image, result, opacity: float):

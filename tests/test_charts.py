@@ -60,6 +60,17 @@ def test_probability_figure_can_use_short_names_for_narrow_columns():
     assert "Seg. neutrophil" in short.data[0].y and len(max(short.data[0].y, key=len)) <= 15
 
 
+def test_probabilities_near_certainty_are_never_rounded_to_it():
+    from bloodcell.charts import probability_text
+
+    assert probability_text(0.99996) == "> 99.9%" and probability_text(0.99949) == "99.9%"
+    assert probability_text(0.00004) == "< 0.1%" and probability_text(0.0005) == "0.1%"
+    assert probability_text(0.5) == "50.0%"
+    assert probability_text(0.996, 0) == "> 99%" and probability_text(0.994, 0) == "99%"
+    bars = probability_figure([0.99996, 0.00001, 0.00001, 0.00001, 0.00001])
+    assert list(bars.data[0].text) == ["> 99.9%"] + ["< 0.1%"] * 4
+
+
 def test_interval_figure_draws_each_interval_and_keeps_huge_drops_on_the_edge():
     rows = [
         {"model": "cell", "test accuracy": 0.9956, "test low": 0.987, "test high": 0.9985, "drop (points)": 2.5,
