@@ -115,12 +115,12 @@ def verdict_box(result, threshold: float) -> None:
     verdict = result.verdict(threshold)
     if verdict == NOT_A_CELL:
         st.error(f"**Does not look like a single blood-cell image** ({result.reason(threshold)}). The model would "
-                 f"say {label} at {probability_text(result.confidence, 0)}; do not trust it.", icon=":material/block:")
+                 f"say {label} ({probability_text(result.confidence, 0)}); do not trust it.", icon=":material/block:")
     elif verdict == NOT_CONFIDENT:
         st.warning(f"**Not confident.** Best guess: {label} at {result.confidence:.0%}, "
                    f"below the {threshold:.0%} threshold.", icon=":material/help:")
     else:
-        st.success(f"**{label}** — {probability_text(result.confidence)}", icon=":material/check_circle:")
+        st.success(f"**{label}** ({probability_text(result.confidence)})", icon=":material/check_circle:")
 
 
 def heatmap_image(image, result, opacity: float):
