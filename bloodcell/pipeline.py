@@ -12,6 +12,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
+from PIL import Image
 
 from bloodcell.cellmask import find_cell
 from bloodcell.cellview import BACKGROUND_GREY, DETAIL_CEILING, VIEW_MIN_BOX_FRACTION, view_zoom
@@ -286,34 +287,57 @@ def _decode(size: int, view: str, with_zoom: bool = False, ruler: str = BY_WHITE
     return mapper_with_zoom if with_zoom else mapper
 
 
-def _decode_with_twin(size: int, view: str, looks: dict[str, LabLook]):
+def _decode_with_twin(size: int, view: str, looks: dict[str, LabLook], round_trip: bool = False):
     """Decode each image into a pair: its own view and its counterfactual twin's.
 
     The twin is built on the full image (the audit's counterfactual_of), then
     goes through the same view as an upload would, cell mask found afresh.
+    With `round_trip`, a third view: the twin rendered back into the image's
+    own lab's look (round_trip_of).
     """
-    def load_pair(path: bytes, label: np.int32, index: np.int32) -> tuple[np.ndarray, np.ndarray]:
+    def load_views(path: bytes, label: np.int32, index: np.int32) -> tuple[np.ndarray, ...]:
         image = read_image(path.decode())
         mask = find_cell(image)
         # celltwin's twins: the magnification by the white cells' ratio, as it
         # was trained before the audit measured it by red cells.
         twin = counterfactual_of(image, CLASS_NAMES[int(label)], looks, int(index), mask, ruler=BY_WHITE_CELLS)
-        return to_model_input(image, size, view, mask), to_model_input(twin, size, view)
+        views = [to_model_input(image, size, view, mask), to_model_input(twin, size, view)]
+        if round_trip:
+            back = round_trip_of(twin, CLASS_NAMES[int(label)], looks, int(index))
+            views.append(to_model_input(back, size, view))
+        return tuple(views)
 
     def mapper(path, label, index):
-        image, twin = tf.numpy_function(load_pair, [path, label, index], (tf.float32, tf.float32),
-                                        stateful=False)
-        image.set_shape((size, size, 3))
-        twin.set_shape((size, size, 3))
-        return (image, twin), label
+        views = tf.numpy_function(load_views, [path, label, index], (tf.float32,) * (3 if round_trip else 2),
+                                  stateful=False)
+        for decoded in views:
+            decoded.set_shape((size, size, 3))
+        return tuple(views), label
 
     return mapper
 
 
-def choose_twins(images: tf.Tensor, twins: tf.Tensor, share: float) -> tf.Tensor:
-    """Each view replaced by its twin with probability `share`, drawn afresh every batch."""
-    use_twin = tf.random.uniform(tf.shape(images)[:1]) < share
-    return tf.where(use_twin[:, None, None, None], twins, images)
+def round_trip_of(twin: Image.Image, label: str, looks: dict[str, LabLook], field_index: int) -> Image.Image:
+    """A twin of an image of class `label` rendered back into that image's own lab's look.
+
+    The result shows the cell in its own lab's look, as the photo does, but
+    carries what rendering leaves behind (resampling, blur or sharpening, a
+    new field), as a twin does: trained on both, a model cannot take the
+    rendering for a sign of the other lab's classes.
+    """
+    back_label = next(name for name in CLASS_NAMES if SOURCE_LAB[name] == other_lab(label))
+    return counterfactual_of(twin, back_label, looks, field_index, ruler=BY_WHITE_CELLS)
+
+
+def choose_twins(images: tf.Tensor, twins: tf.Tensor, share: float, trips: tf.Tensor | None = None,
+                 trip_share: float = 0.0) -> tf.Tensor:
+    """Each view replaced by its twin with probability `share` (and by its round trip with
+    probability `trip_share`), drawn afresh every batch."""
+    draw = tf.random.uniform(tf.shape(images)[:1])[:, None, None, None]
+    chosen = tf.where(draw < share, twins, images)
+    if trips is not None and trip_share:
+        chosen = tf.where((draw >= share) & (draw < share + trip_share), trips, chosen)
+    return chosen
 
 
 def pair_with_twins(images: tf.Tensor, twins: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -340,6 +364,7 @@ def make_dataset(
     random_texture: float = 0.0,
     twin_share: float = 0.0,
     twin_pairs: bool = False,
+    round_trip_share: float = 0.0,
     looks: dict[str, LabLook] | None = None,
     focus_levels: tuple[float, ...] | None = None,
 ) -> tf.data.Dataset:
@@ -356,7 +381,9 @@ def make_dataset(
     `batch_size` views and then their twins, so it is twice as large
     (pair_with_twins; for bloodcell.consistency). Both members of each pair
     are cached, so a twin is built once per image and each image keeps one
-    twin (its field is chosen by its place in `paths`). `focus_levels`
+    twin (its field is chosen by its place in `paths`). `round_trip_share`
+    (with `twin_share`) is the share replaced by their round trip
+    (round_trip_of). `focus_levels`
     replaces the colour augmentation's random focus by fixed_focus.
     """
     if focus_levels and not colour_augment:
@@ -365,6 +392,10 @@ def make_dataset(
         raise ValueError("magnification transfer works on the cell view only")
     if twin_share and twin_pairs:
         raise ValueError("give twin_share (twins replace views) or twin_pairs (views and twins together), not both")
+    if round_trip_share and not twin_share:
+        raise ValueError("round trips go with twins: give twin_share too")
+    if twin_share + round_trip_share > 1:
+        raise ValueError("twin_share and round_trip_share together cannot exceed 1")
     if twin_share or twin_pairs:
         if view not in CELL_VIEWS:
             raise ValueError("counterfactual twins work on the cell views only")
@@ -377,7 +408,7 @@ def make_dataset(
     if twin_share or twin_pairs:
         dataset = tf.data.Dataset.from_tensor_slices(
             ([str(p) for p in paths], label_array, np.arange(len(paths), dtype=np.int32)))
-        decode = _decode_with_twin(size, view, looks)
+        decode = _decode_with_twin(size, view, looks, round_trip=bool(round_trip_share))
     else:
         dataset = tf.data.Dataset.from_tensor_slices(([str(p) for p in paths], label_array))
         decode = _decode(size, view, with_zoom=bool(magnification_transfer), ruler=magnification_ruler)
@@ -390,7 +421,9 @@ def make_dataset(
     # one random op in whatever order they reach it, and a seeded run would
     # then differ from the last. prefetch still overlaps them with training.
     if twin_share:
-        dataset = dataset.map(lambda pair, y: (choose_twins(pair[0], pair[1], twin_share), y))
+        dataset = dataset.map(lambda views, y: (choose_twins(views[0], views[1], twin_share,
+                                                              views[2] if round_trip_share else None,
+                                                              round_trip_share), y))
     if twin_pairs:
         dataset = dataset.map(lambda pair, y: pair_with_twins(pair[0], pair[1], y), num_parallel_calls=AUTOTUNE)
     if magnification_transfer:

@@ -227,6 +227,11 @@ TWIN_AUGMENTATION = ("{share:.0%} of views, drawn afresh each batch, replaced by
                      "and sharpness; bloodcell.counterfactual.counterfactual_of with the audit's lab looks), "
                      "before the other augmentations")
 
+ROUND_TRIP_AUGMENTATION = ("{share:.0%} of views, drawn afresh each batch (never the twin's), replaced by the "
+                           "cell view of the twin rendered back into the image's own lab's look "
+                           "(bloodcell.pipeline.round_trip_of), so that in each lab's look both groups of classes "
+                           "appear rendered and the rendering's traces say nothing about the class")
+
 TWIN_PAIR_AUGMENTATION = ("every view beside the cell view of the image's counterfactual twin in the same batch "
                           "(stain, field, magnification and sharpness as the other lab would show them; "
                           "bloodcell.counterfactual.counterfactual_of with the audit's lab looks), before the other "
@@ -367,6 +372,7 @@ def train(
                             magnification_ruler=recipe.get("magnification_ruler", BY_WHITE_CELLS),
                             random_texture=recipe.get("random_texture", 0.0),
                             twin_share=recipe.get("twin_share", 0.0), twin_pairs=bool(consistency),
+                            round_trip_share=recipe.get("round_trip_share", 0.0),
                             looks=lab_looks(manifest, data_dir) if twins else None,
                             focus_levels=recipe.get("focus_levels"))
     val_ds = make_dataset(val_paths, val_labels, size, bs, view=spec.view)
@@ -450,6 +456,8 @@ def train(
                                 if recipe.get("random_texture") else "") + (
                                 "; twins: " + TWIN_AUGMENTATION.format(share=recipe["twin_share"])
                                 if recipe.get("twin_share") else "") + (
+                                "; round trips: " + ROUND_TRIP_AUGMENTATION.format(share=recipe["round_trip_share"])
+                                if recipe.get("round_trip_share") else "") + (
                                 "; twins: " + TWIN_PAIR_AUGMENTATION.format(weight=consistency)
                                 if consistency else ""),
                             "seed": seed},

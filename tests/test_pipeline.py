@@ -273,6 +273,52 @@ def test_twin_dataset_gives_each_images_counterfactual_twin(drawn_dataset):
     np.testing.assert_array_equal(plain.numpy()[0], to_model_input(read_image(pairs[0][0]), 32, CELL_VIEW))
 
 
+def test_choose_twins_splits_the_draw_between_twins_and_round_trips():
+    import tensorflow as tf
+
+    from bloodcell.pipeline import choose_twins
+
+    images, twins, trips = tf.zeros((2000, 2, 2, 3)), tf.ones((2000, 2, 2, 3)), tf.fill((2000, 2, 2, 3), 2.0)
+    tf.random.set_seed(3)
+    without = choose_twins(images, twins, 0.5).numpy()
+    tf.random.set_seed(3)
+    # No round trips asked: the same draw gives the same views as before they existed.
+    np.testing.assert_array_equal(choose_twins(images, twins, 0.5, trips, 0.0).numpy(), without)
+    mixed = choose_twins(images, twins, 0.5, trips, 0.25).numpy().reshape(2000, -1)
+    assert np.all(mixed.min(axis=1) == mixed.max(axis=1))
+    shares = np.bincount(mixed[:, 0].astype(int), minlength=3) / 2000
+    np.testing.assert_allclose(shares, [0.25, 0.5, 0.25], atol=0.04)
+    assert float(tf.reduce_min(choose_twins(images, twins, 0.0, trips, 1.0))) == 2.0
+
+
+def test_round_trip_shows_the_cell_in_its_own_labs_look_rendered_twice(drawn_dataset):
+    """The round trip is the twin rendered back into the photo's own look, as the dataset yields it."""
+    from bloodcell.cellmask import find_cell
+    from bloodcell.counterfactual import BY_WHITE_CELLS, counterfactual_of, lab_looks
+    from bloodcell.data import build_manifest, scan_dataset
+    from bloodcell.imaging import CELL_VIEW, read_image, to_model_input
+    from bloodcell.pipeline import round_trip_of
+
+    looks = lab_looks(build_manifest(scan_dataset(drawn_dataset)), drawn_dataset)
+    pairs = [(path, label) for label in ("monocyte", "myeloblast")
+             for path in sorted((drawn_dataset / label).iterdir())[:1]]
+    labels = [CLASS_NAMES.index(label) for _, label in pairs]
+    images, _ = next(iter(make_dataset([p for p, _ in pairs], labels, 32, batch_size=2, view=CELL_VIEW,
+                                       twin_share=1e-9, round_trip_share=1 - 1e-9, looks=looks)))
+    for index, ((path, label), image) in enumerate(zip(pairs, images.numpy())):
+        photo = read_image(path)
+        mask = find_cell(photo)
+        twin = counterfactual_of(photo, label, looks, index, mask, ruler=BY_WHITE_CELLS)
+        back = round_trip_of(twin, label, looks, index)
+        np.testing.assert_array_equal(image, to_model_input(back, 32, CELL_VIEW))
+        # Back in its own lab's look: its field is nearer the photo's than the twin's is.
+        field = ~find_cell(back).cell
+        own, there = (np.median(np.asarray(im.convert("RGB"), np.float32)[field], axis=0)
+                      for im in (photo, twin))
+        here = np.median(np.asarray(back.convert("RGB"), np.float32)[field], axis=0)
+        assert np.abs(here - own).sum() < np.abs(here - there).sum()
+
+
 def test_twin_pairs_put_each_view_and_its_twin_in_one_batch(drawn_dataset):
     """Rows i and i + n of a paired batch are one image in its own look and in the other lab's."""
     from bloodcell.cellmask import find_cell
@@ -304,6 +350,8 @@ def test_twin_pairs_put_each_view_and_its_twin_in_one_batch(drawn_dataset):
     ({"view": "full", "twin_pairs": True, "looks": {}}, "cell views"),
     ({"view": "cell", "twin_share": 0.5}, "looks"),
     ({"view": "cell", "twin_share": 0.5, "looks": {}, "magnification_transfer": 0.5}, "not both"),
+    ({"view": "cell", "round_trip_share": 0.5, "looks": {}}, "go with twins"),
+    ({"view": "cell", "twin_share": 0.6, "round_trip_share": 0.5, "looks": {}}, "cannot exceed 1"),
 ])
 def test_twins_refuse_what_they_cannot_do(drawn_dataset, options, message):
     files = sorted((drawn_dataset / "monocyte").iterdir())[:2]
