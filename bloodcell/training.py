@@ -197,6 +197,20 @@ TWIN_MEASURES = {
                  "(99.5%, 99.5%, 2%, 2 points), a rule written before training",
 }
 
+# Added to TWIN_MEASURES in the card of a model trained with round trips as well.
+ROUND_TRIP_MEASURES = {
+    "round_trips": "a quarter of the training views replaced by the image's twin rendered back into its own lab's "
+                   "look (bloodcell.pipeline.round_trip_of): trained on twins alone, a model saw only Barcelona "
+                   "classes rendered into Munich's look and only Munich classes rendered into Barcelona's, so what "
+                   "the rendering leaves behind (resampling, blur or sharpening, a new field) told the groups apart; "
+                   "with round trips both groups appear rendered in each look",
+    "selection": "round trips were tried because cellpair's between member, shown each photo as the other lab "
+                 "would show it, scored lower on the cross-source cells (72.7% against 79.3%), which showed it "
+                 "reading the rendering as a cue; so this recipe follows from that set, and its figure there is "
+                 "not an untouched measurement. One run, the only candidate, judged by a rule written before "
+                 "training (docs/lab-notebook.md, \"Round trips beside the twins\")",
+}
+
 # Replaces TWIN_MEASURES' "twins" in the card of a model trained on image-twin pairs (bloodcell.consistency).
 TWIN_PAIR_MEASURE = ("every training view seen beside the view of the image's counterfactual twin "
                      "(bloodcell.counterfactual.counterfactual_of, the audit's own transform: the other lab's average "
@@ -462,7 +476,8 @@ def train(
                                 if consistency else ""),
                             "seed": seed},
         "shortcut_measures": _shortcut_measures(spec.view, random_texture=bool(recipe.get("random_texture")),
-                                                twins=twins, twin_pairs=bool(consistency)),
+                                                twins=twins, twin_pairs=bool(consistency),
+                                                round_trips=bool(recipe.get("round_trip_share"))),
         "epochs_run": len(history),
         "best_epoch": best_epoch,
         "training_seconds": round(training_seconds, 1),
@@ -518,11 +533,12 @@ def report_test_split(model_path: Path, name: str, view: str, test_time_augmenta
 
 
 def _shortcut_measures(view: str, random_texture: bool = False, twins: bool = False,
-                       twin_pairs: bool = False) -> dict | None:
+                       twin_pairs: bool = False, round_trips: bool = False) -> dict | None:
     if view not in CELL_VIEWS:
         return None
     if twins:
-        measures = {**SHORTCUT_MEASURES, **(TEXTURE_MEASURES if random_texture else {}), **TWIN_MEASURES}
+        measures = {**SHORTCUT_MEASURES, **(TEXTURE_MEASURES if random_texture else {}), **TWIN_MEASURES,
+                    **(ROUND_TRIP_MEASURES if round_trips else {})}
         return {**measures, "twins": TWIN_PAIR_MEASURE} if twin_pairs else measures
     if random_texture:
         return {**SHORTCUT_MEASURES, **TEXTURE_MEASURES}

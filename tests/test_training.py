@@ -349,3 +349,15 @@ def test_a_twin_recipe_without_textures_does_not_claim_them():
 
     assert "texture" not in _shortcut_measures("cell", twins=True)
     assert _shortcut_measures("cell", random_texture=True, twins=True)["texture"] == TEXTURE_MEASURES["texture"]
+
+
+def test_a_round_trip_recipe_says_so_and_why_it_was_chosen():
+    """Round trips add their own measure and replace the twins' selection story with their own."""
+    from bloodcell.training import ROUND_TRIP_MEASURES, TWIN_MEASURES, _shortcut_measures
+
+    plain = _shortcut_measures("cell", random_texture=True, twins=True)
+    with_trips = _shortcut_measures("cell", random_texture=True, twins=True, round_trips=True)
+    assert "round_trips" not in plain and plain["selection"] == TWIN_MEASURES["selection"]
+    assert with_trips["round_trips"] == ROUND_TRIP_MEASURES["round_trips"]
+    assert with_trips["selection"] == ROUND_TRIP_MEASURES["selection"] != TWIN_MEASURES["selection"]
+    assert with_trips["twins"] == TWIN_MEASURES["twins"]
