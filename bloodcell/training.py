@@ -202,11 +202,11 @@ ROUND_TRIP_MEASURES = {
     "round_trips": "a quarter of the training views replaced by the image's twin rendered back into its own lab's "
                    "look (bloodcell.pipeline.round_trip_of): trained on twins alone, a model saw only Barcelona "
                    "classes rendered into Munich's look and only Munich classes rendered into Barcelona's, so what "
-                   "the rendering leaves behind (resampling, blur or sharpening, a new field) told the groups apart; "
-                   "with round trips both groups appear rendered in each look",
+                   "the rendering leaves behind (resampling, blur or sharpening, a new field) could tell the groups "
+                   "apart; with round trips both groups appear rendered in each look",
     "selection": "round trips were tried because cellpair's between member, shown each photo as the other lab "
-                 "would show it, scored lower on the cross-source cells (72.7% against 79.3%), which showed it "
-                 "reading the rendering as a cue; so this recipe follows from that set, and its figure there is "
+                 "would show it, scored lower on the cross-source cells (72.7% against 79.3%), which suggested it "
+                 "read the rendering as a cue; so this recipe follows from that set, and its figure there is "
                  "not an untouched measurement. One run, the only candidate, judged by a rule written before "
                  "training (docs/lab-notebook.md, \"Round trips beside the twins\")",
 }
