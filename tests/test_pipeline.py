@@ -249,17 +249,23 @@ def test_choose_twins_takes_the_share_asked():
     assert 0.4 < per_view[:, 0].mean() < 0.6
 
 
+def _drawn_looks_and_cells(drawn_dataset, classes, per_class):
+    """The drawn dataset's two lab looks, some of its (path, class) pairs, and their class indices."""
+    from bloodcell.counterfactual import lab_looks
+    from bloodcell.data import build_manifest, scan_dataset
+
+    looks = lab_looks(build_manifest(scan_dataset(drawn_dataset)), drawn_dataset)
+    pairs = [(path, label) for label in classes for path in sorted((drawn_dataset / label).iterdir())[:per_class]]
+    return looks, pairs, [CLASS_NAMES.index(label) for _, label in pairs]
+
+
 def test_twin_dataset_gives_each_images_counterfactual_twin(drawn_dataset):
     """With every view a twin, the dataset yields the audit's counterfactual of each image, as an upload would."""
     from bloodcell.cellmask import find_cell
-    from bloodcell.counterfactual import BY_WHITE_CELLS, counterfactual_of, lab_looks
-    from bloodcell.data import build_manifest, scan_dataset
+    from bloodcell.counterfactual import BY_WHITE_CELLS, counterfactual_of
     from bloodcell.imaging import CELL_VIEW, read_image, to_model_input
 
-    looks = lab_looks(build_manifest(scan_dataset(drawn_dataset)), drawn_dataset)
-    pairs = [(path, label) for label in ("basophil", "seg_neutrophil")
-             for path in sorted((drawn_dataset / label).iterdir())[:2]]
-    labels = [CLASS_NAMES.index(label) for _, label in pairs]
+    looks, pairs, labels = _drawn_looks_and_cells(drawn_dataset, ("basophil", "seg_neutrophil"), 2)
     images, got_labels = next(iter(make_dataset([p for p, _ in pairs], labels, 32, batch_size=4, view=CELL_VIEW,
                                                 twin_share=1.0, looks=looks)))
     assert got_labels.numpy().tolist() == labels
@@ -294,15 +300,11 @@ def test_choose_twins_splits_the_draw_between_twins_and_round_trips():
 def test_round_trip_shows_the_cell_in_its_own_labs_look_rendered_twice(drawn_dataset):
     """The round trip is the twin rendered back into the photo's own look, as the dataset yields it."""
     from bloodcell.cellmask import find_cell
-    from bloodcell.counterfactual import BY_WHITE_CELLS, counterfactual_of, lab_looks
-    from bloodcell.data import build_manifest, scan_dataset
+    from bloodcell.counterfactual import BY_WHITE_CELLS, counterfactual_of
     from bloodcell.imaging import CELL_VIEW, read_image, to_model_input
     from bloodcell.pipeline import round_trip_of
 
-    looks = lab_looks(build_manifest(scan_dataset(drawn_dataset)), drawn_dataset)
-    pairs = [(path, label) for label in ("monocyte", "myeloblast")
-             for path in sorted((drawn_dataset / label).iterdir())[:1]]
-    labels = [CLASS_NAMES.index(label) for _, label in pairs]
+    looks, pairs, labels = _drawn_looks_and_cells(drawn_dataset, ("monocyte", "myeloblast"), 1)
     images, _ = next(iter(make_dataset([p for p, _ in pairs], labels, 32, batch_size=2, view=CELL_VIEW,
                                        twin_share=1e-9, round_trip_share=1 - 1e-9, looks=looks)))
     for index, ((path, label), image) in enumerate(zip(pairs, images.numpy())):
@@ -322,14 +324,10 @@ def test_round_trip_shows_the_cell_in_its_own_labs_look_rendered_twice(drawn_dat
 def test_twin_pairs_put_each_view_and_its_twin_in_one_batch(drawn_dataset):
     """Rows i and i + n of a paired batch are one image in its own look and in the other lab's."""
     from bloodcell.cellmask import find_cell
-    from bloodcell.counterfactual import BY_WHITE_CELLS, counterfactual_of, lab_looks
-    from bloodcell.data import build_manifest, scan_dataset
+    from bloodcell.counterfactual import BY_WHITE_CELLS, counterfactual_of
     from bloodcell.imaging import CELL_VIEW, read_image, to_model_input
 
-    looks = lab_looks(build_manifest(scan_dataset(drawn_dataset)), drawn_dataset)
-    pairs = [(path, label) for label in ("monocyte", "myeloblast", "erythroblast")
-             for path in sorted((drawn_dataset / label).iterdir())[:1]]
-    labels = [CLASS_NAMES.index(label) for _, label in pairs]
+    looks, pairs, labels = _drawn_looks_and_cells(drawn_dataset, ("monocyte", "myeloblast", "erythroblast"), 1)
     batches = list(make_dataset([p for p, _ in pairs], labels, 32, batch_size=2, view=CELL_VIEW,
                                 twin_pairs=True, looks=looks))
     assert [tuple(x.shape[:1]) for x, _ in batches] == [(4,), (2,)]  # the last batch holds one pair
