@@ -29,7 +29,7 @@ from PIL import Image
 from scipy import ndimage
 
 from bloodcell.cellmask import CellMask, background_colour, find_cell
-from bloodcell.config import SOURCE_LAB, other_lab
+from bloodcell.config import CLASS_NAMES, SOURCE_LAB, other_lab
 from bloodcell.data import SplitManifest
 from bloodcell.imaging import read_image
 from bloodcell.redcells import red_cell_diameters
@@ -244,3 +244,15 @@ def counterfactual_of(image: Image.Image, label: str, looks: dict[str, LabLook],
     if part == "sharpness":
         return as_other_lab(image, own, field_index, mask, detail_ratio=detail_ratio)
     raise ValueError(f"unknown counterfactual part {part!r} (expected one of {COUNTERFACTUAL_PARTS})")
+
+
+def round_trip_of(twin: Image.Image, label: str, looks: dict[str, LabLook], field_index: int) -> Image.Image:
+    """A twin of an image of class `label` rendered back into that image's own lab's look.
+
+    The result shows the cell in its own lab's look, as the photo does, but
+    carries what rendering leaves behind (resampling, blur or sharpening, a
+    new field), as a twin does: trained on both, a model cannot take the
+    rendering for a sign of the other lab's classes.
+    """
+    back_label = next(name for name in CLASS_NAMES if SOURCE_LAB[name] == other_lab(label))
+    return counterfactual_of(twin, back_label, looks, field_index, ruler=BY_WHITE_CELLS)

@@ -12,12 +12,12 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
-from PIL import Image
 
 from bloodcell.cellmask import find_cell
 from bloodcell.cellview import BACKGROUND_GREY, DETAIL_CEILING, VIEW_MIN_BOX_FRACTION, view_zoom
 from bloodcell.config import CLASS_NAMES, LAB_CELL_SIZE, LAB_RED_CELL_SIZE, SOURCE_LAB, other_lab
-from bloodcell.counterfactual import BY_RED_CELLS, BY_WHITE_CELLS, MAGNIFICATION_RULERS, LabLook, counterfactual_of
+from bloodcell.counterfactual import (BY_RED_CELLS, BY_WHITE_CELLS, MAGNIFICATION_RULERS, LabLook, counterfactual_of,
+                                      round_trip_of)
 from bloodcell.imaging import CELL_VIEWS, FULL_VIEW, GREY_CELL_VIEW, load_model_input, read_image, to_model_input
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -315,18 +315,6 @@ def _decode_with_twin(size: int, view: str, looks: dict[str, LabLook], round_tri
         return tuple(views), label
 
     return mapper
-
-
-def round_trip_of(twin: Image.Image, label: str, looks: dict[str, LabLook], field_index: int) -> Image.Image:
-    """A twin of an image of class `label` rendered back into that image's own lab's look.
-
-    The result shows the cell in its own lab's look, as the photo does, but
-    carries what rendering leaves behind (resampling, blur or sharpening, a
-    new field), as a twin does: trained on both, a model cannot take the
-    rendering for a sign of the other lab's classes.
-    """
-    back_label = next(name for name in CLASS_NAMES if SOURCE_LAB[name] == other_lab(label))
-    return counterfactual_of(twin, back_label, looks, field_index, ruler=BY_WHITE_CELLS)
 
 
 def choose_twins(images: tf.Tensor, twins: tf.Tensor, share: float, trips: tf.Tensor | None = None,

@@ -200,7 +200,7 @@ TWIN_MEASURES = {
 # Added to TWIN_MEASURES in the card of a model trained with round trips as well.
 ROUND_TRIP_MEASURES = {
     "round_trips": "some training views (the share is in the augmentation) replaced by the image's twin rendered "
-                   "back into its own lab's look (bloodcell.pipeline.round_trip_of): trained on twins alone, a model saw only Barcelona "
+                   "back into its own lab's look (bloodcell.counterfactual.round_trip_of): trained on twins alone, a model saw only Barcelona "
                    "classes rendered into Munich's look and only Munich classes rendered into Barcelona's, so what "
                    "the rendering leaves behind (resampling, blur or sharpening, a new field) could tell the groups "
                    "apart; with round trips both groups appear rendered in each look",
@@ -243,7 +243,7 @@ TWIN_AUGMENTATION = ("{share:.0%} of views, drawn afresh each batch, replaced by
 
 ROUND_TRIP_AUGMENTATION = ("{share:.0%} of views, drawn afresh each batch (never one the twins take), replaced by the "
                            "cell view of the twin rendered back into the image's own lab's look "
-                           "(bloodcell.pipeline.round_trip_of), so that in each lab's look both groups of classes "
+                           "(bloodcell.counterfactual.round_trip_of), so that in each lab's look both groups of classes "
                            "appear rendered and the rendering's traces say nothing about the class")
 
 TWIN_PAIR_AUGMENTATION = ("every view beside the cell view of the image's counterfactual twin in the same batch "

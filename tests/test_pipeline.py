@@ -300,9 +300,8 @@ def test_choose_twins_splits_the_draw_between_twins_and_round_trips():
 def test_round_trip_shows_the_cell_in_its_own_labs_look_rendered_twice(drawn_dataset):
     """The round trip is the twin rendered back into the photo's own look, as the dataset yields it."""
     from bloodcell.cellmask import find_cell
-    from bloodcell.counterfactual import BY_WHITE_CELLS, counterfactual_of
+    from bloodcell.counterfactual import BY_WHITE_CELLS, counterfactual_of, round_trip_of
     from bloodcell.imaging import CELL_VIEW, read_image, to_model_input
-    from bloodcell.pipeline import round_trip_of
 
     looks, pairs, labels = _drawn_looks_and_cells(drawn_dataset, ("monocyte", "myeloblast"), 1)
     images, _ = next(iter(make_dataset([p for p, _ in pairs], labels, 32, batch_size=2, view=CELL_VIEW,
