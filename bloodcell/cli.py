@@ -1,4 +1,4 @@
-"""Command line: python -m bloodcell {train,soup,pair,evaluate,predict,calibrate,export,audit,bench,download} ...
+"""Command line: python -m bloodcell {train,soup,pair,evaluate,predict,calibrate,export,audit,looks,bench,download} ...
 
 Heavy imports (TensorFlow) happen inside the commands, so `--help` is instant.
 Every user error ends as one line on stderr and exit code 2.
@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
                      description="Classify white-blood-cell images and evaluate the models.")
     parser.add_argument("-q", "--quiet", action="store_true", help="only print results and errors")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser,
-                                     metavar="{train,soup,pair,evaluate,predict,calibrate,export,audit,bench,download}")
+                                     metavar="{train,soup,pair,evaluate,predict,calibrate,export,audit,looks,bench,download}")
 
     train = commands.add_parser("train", help="train a model on the dataset's train split",
                                 description="Train a model; write model.keras, history.json, "
@@ -125,6 +125,14 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--limit", type=int, metavar="N",
                        help="audit only N test images (a quick look; the saved file says so)")
     _add_models_dir(audit, "where models and split.json live")
+
+    looks = commands.add_parser("looks", help="measure each training lab's look as numbers, for the look swap",
+                                description="Measure the white cells' stain, the field's colours and the cells' "
+                                "fine detail on the audit's fixed sample of each lab's training photos "
+                                "(bloodcell.lookswap); write <models>/lab_looks.json, which lets the app "
+                                "show an upload in each lab's look without shipping any training photo.")
+    looks.add_argument("--data", metavar="DIR", help="dataset folder (default: $BLOODCELL_DATA or data/blood-cells)")
+    _add_models_dir(looks, "where split.json lives and lab_looks.json is written")
 
     bench = commands.add_parser("bench", help="measure latency, throughput, cold start and memory",
                                 description="Benchmark on this machine: single-image latency per "
@@ -274,6 +282,20 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_looks(args: argparse.Namespace) -> int:
+    from bloodcell.data import load_manifest, manifest_path
+    from bloodcell.lookswap import LOOKS_FILE, measure_lab_looks, save_looks
+
+    models = resolve_models_dir(args.models_dir)
+    looks = measure_lab_looks(load_manifest(manifest_path(models)), resolve_data_dir(args.data))
+    path = save_looks(looks, models / LOOKS_FILE)
+    for look in looks.values():
+        print(f"{look.lab}: cell stain L {look.cell_stain.mean[0]:.1f}, field L {look.field_stain.mean[0]:.1f}, "
+              f"detail {look.detail:.1f}, red cells {look.red_cell_size:.3f} of a {look.side}-pixel side")
+    print(f"saved to {path}")
+    return 0
+
+
 def _cmd_download(args: argparse.Namespace) -> int:
     from bloodcell.download import download_dataset
 
@@ -310,7 +332,7 @@ MODEL_COMMANDS = ("evaluate", "predict")
 
 COMMANDS = {"train": _cmd_train, "soup": _cmd_soup, "pair": _cmd_pair, "evaluate": _cmd_evaluate,
             "predict": _cmd_predict, "calibrate": _cmd_calibrate, "export": _cmd_export, "audit": _cmd_audit,
-            "bench": _cmd_bench, "download": _cmd_download}
+            "looks": _cmd_looks, "bench": _cmd_bench, "download": _cmd_download}
 
 
 class _LowerCaseLevel(logging.Formatter):

@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image
 
 from bloodcell.abstention import DEFAULT_MIN_CONFIDENCE, NOT_A_CELL, NOT_CONFIDENT, OK, verdict, verdict_reason
+from bloodcell.cells import DISPLAY_NAMES
 from bloodcell.cellview import view_box
 from bloodcell.config import CLASS_NAMES
 from bloodcell.errors import ImageReadError
@@ -24,6 +25,7 @@ from bloodcell.explain import GRADCAM, Explainer
 from bloodcell.framing import Framing, frame_photo
 from bloodcell.imaging import CELL_VIEWS, read_image, to_model_input
 from bloodcell.inference import Classifier
+from bloodcell.lookswap import LookNumbers, Rendering, render_in_looks
 
 DEFAULT_UNSURE_THRESHOLD = DEFAULT_MIN_CONFIDENCE
 
@@ -263,3 +265,52 @@ def model_answers(analyses: list[Analysis], threshold: float = DEFAULT_UNSURE_TH
             answer = analysis.verdict(threshold)
             answers.setdefault(analysis.predicted_class if answer == OK else answer, []).append(analysis.model)
     return answers
+
+
+# How often each shipped model keeps its best guess in both labs' looks on
+# the test split (672 cells the cell mask accepts), measured by
+# benchmarks/look_swap.py: the habit against which one swap is read. A
+# whole-image model that learnt the labs' colours keeps it far less often.
+# Re-measure when a model or lab_looks.json changes.
+LOOK_SWAP_KEPT_ON_TEST = {"cellpair": 0.982, "cellfocus": 0.976, "celltwin": 0.985, "celltexture": 0.976,
+                          "cellgrey": 0.976, "cellfill": 0.981, "mobilenetv2": 0.908, "cnn": 0.366}
+
+
+@dataclass
+class LookSwap:
+    """One photo under one model in each training lab's look (bloodcell.lookswap), or why not."""
+
+    renderings: list[Rendering] = field(default_factory=list)
+    analyses: list[Analysis] = field(default_factory=list)  # one per rendering, same order
+    problem: str | None = None
+
+    def summary(self, original: Analysis) -> str:
+        """In words: whether the model's best guess follows the cell or the look."""
+        if self.problem is not None or not original.ok:
+            return ""
+        guesses = {rendering.lab: analysis.predicted_class
+                   for rendering, analysis in zip(self.renderings, self.analyses) if analysis.ok}
+        kept = LOOK_SWAP_KEPT_ON_TEST.get(original.model)
+        habit = "" if kept is None else \
+            f" On the test split, {original.model} keeps its best guess in both looks for {kept:.0%} of the cells."
+        if all(guess == original.predicted_class for guess in guesses.values()):
+            return (f"Its best guess stays {DISPLAY_NAMES[original.predicted_class]} in both labs' looks: the "
+                    f"stain, field colour, magnification and sharpness swapped here do not decide it.{habit}")
+        changes = "; ".join(f"in {lab}'s look, {DISPLAY_NAMES[guess]}" for lab, guess in guesses.items())
+        return (f"Its best guess changes with the look (as photographed, {DISPLAY_NAMES[original.predicted_class]}; "
+                f"{changes}): the lab's look, not only the cell, moves this answer.{habit}")
+
+
+def look_swap(service: ModelService, name: str, data: bytes | Image.Image | LazyPhoto,
+              looks: dict[str, LookNumbers], method: str = GRADCAM, class_index: int | None = None) -> LookSwap:
+    """The photo rendered in each lab's look and analysed by `service` as an upload would be."""
+    try:
+        photo = data.get() if isinstance(data, LazyPhoto) else \
+            Photo.of(data if isinstance(data, Image.Image) else read_image(data))
+    except ImageReadError as exc:
+        return LookSwap(problem=str(exc))
+    if photo.framing.mask.problem is not None:
+        return LookSwap(problem=f"{photo.framing.mask.problem}; the look swap re-renders one white cell")
+    renderings = render_in_looks(photo.framing, looks)
+    analyses = [service.analyse(f"{name} in {r.lab}'s look", r.image, method, class_index) for r in renderings]
+    return LookSwap(renderings, analyses)

@@ -111,6 +111,18 @@ def load_lab_looks(data_folder: str, models_folder: str):
     return lab_looks(load_manifest(manifest_path(Path(models_folder))), Path(data_folder))
 
 
+@st.cache_resource
+def load_look_numbers(models_folder: str):
+    """Each training lab's look as numbers (bloodcell.lookswap), or the reason there are none."""
+    from bloodcell.lookswap import LOOKS_FILE, load_looks
+
+    LOADS["lab_looks.json"] += 1
+    try:
+        return load_looks(Path(models_folder) / LOOKS_FILE)
+    except BloodcellError as exc:
+        return str(exc)
+
+
 @st.cache_resource(show_spinner="Reading the dataset folder…", ttl=600)
 def load_dataset_overview(folder: str) -> DatasetOverview | None:
     return overview(Path(folder))

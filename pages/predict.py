@@ -15,10 +15,10 @@ from bloodcell.explain import GRADCAM, METHODS, overlay
 from bloodcell.imaging import read_image
 from bloodcell.redcells import TRAINING_RED_CELL_RANGE, magnification_note
 from bloodcell.service import (DEFAULT_UNSURE_THRESHOLD, SHIPPED_MODELS_AGREE_ON_OTHER_LAB, LazyPhoto,
-                               SHIPPED_MODELS_AGREE_ON_TEST, differential_count, model_answers, results_rows,
-                               rows_to_csv)
-from pages.common import (MISSING, data_dir, in_percent, load_dataset_overview, load_service, model_names,
-                          models_dir, page_setup, percent_column, selected_model, service_or_error)
+                               SHIPPED_MODELS_AGREE_ON_TEST, differential_count, look_swap, model_answers,
+                               results_rows, rows_to_csv)
+from pages.common import (MISSING, data_dir, in_percent, load_dataset_overview, load_look_numbers, load_service,
+                          model_names, models_dir, page_setup, percent_column, selected_model, service_or_error)
 
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "bmp", "tif", "tiff"]
 PREDICTED = "the predicted class"
@@ -32,6 +32,10 @@ RED_CELL_HELP = ("Red cells' diameter over the photo's shorter side: {:.0%}–{:
                  .format(*TRAINING_RED_CELL_RANGE))
 ZOOM_HELP = ("1.00×: the models saw the photo as it is. Above 1: its red cells showed a lower magnification "
              "than the training photos', so the models saw the square around its white cell that much closer.")
+LOOK_SWAP_HELP = ("Each cell is shown again as each training lab would have photographed it: its stain, "
+                  "field colour, magnification (measured by its red cells) and sharpness swapped for that "
+                  "lab's. A model that goes by the cell keeps its answer; one that goes by the lab's look "
+                  "changes it. Costs two more predictions per image.")
 METHOD_HELP = ("Grad-CAM comes with the prediction at no extra cost. Grad-CAM++, Score-CAM and "
                "SmoothGrad (pixel-level gradients averaged over noisy copies) need TensorFlow: the "
                "first one asked for takes a few seconds to load, and each takes longer per image.")
@@ -47,6 +51,13 @@ def analyse(model: str, folder: str, name: str, data: bytes, method: str, class_
     models compared on it, and only if one of them is not cached yet.
     """
     return load_service(model, folder).analyse(name, _photo, method, class_index)
+
+
+@st.cache_data(max_entries=40, show_spinner=False)
+def analyse_in_looks(model: str, folder: str, name: str, data: bytes, method: str, class_index: int | None,
+                     _photo: LazyPhoto):
+    """The image in each training lab's look, and the model's answer on each (bloodcell.lookswap)."""
+    return look_swap(load_service(model, folder), name, _photo, load_look_numbers(folder), method, class_index)
 
 
 @st.cache_data(max_entries=40, show_spinner=False)
@@ -100,8 +111,12 @@ def settings() -> dict:
                                   "far from all training images are flagged whatever the probability.")
         others = [n for n in model_names() if n != selected_model()]
         compare = st.toggle(f"Compare with {', '.join(others)}", disabled=not others) if others else False
+        looks = load_look_numbers(str(models_dir()))
+        swap = st.toggle(f"Show each cell in both training labs' looks ({selected_model()})", key="look_swap",
+                         disabled=isinstance(looks, str),
+                         help=looks if isinstance(looks, str) else LOOK_SWAP_HELP)
     return {"method": method, "class_index": None if target == PREDICTED else CLASS_NAMES.index(target),
-            "opacity": opacity, "threshold": threshold, "compare": compare}
+            "opacity": opacity, "threshold": threshold, "compare": compare, "look_swap": swap}
 
 
 def show_verdict(result, threshold: float, key: str) -> None:
@@ -194,6 +209,23 @@ def show_model_column(column, image, result, options: dict, key: str) -> None:
                         key=f"{key}_{result.model}")
 
 
+def show_look_swap(swap, original, options: dict, key: str) -> None:
+    """The photo in each lab's look with the model's verdict, then whether the answer moved."""
+    st.markdown(f"**{original.model} on this cell in each training lab's look**")
+    if swap.problem is not None:
+        st.caption(f"No look swap: {swap.problem}.")
+        return
+    *looks, words = st.columns([1] * len(swap.renderings) + [1.4])
+    for column, rendering, result in zip(looks, swap.renderings, swap.analyses):
+        with column:
+            scale = (f"scaled {rendering.scale:.2f}× to that lab's magnification (red cells as the ruler)"
+                     if rendering.ruler else "magnification kept: too few red cells to measure it by")
+            st.image(rendering.image, caption=f"As {rendering.lab} would show it; {scale}", width="stretch")
+            if result.ok:
+                show_verdict(result, options["threshold"], f"{key}_{rendering.lab}")
+    words.caption(swap.summary(original))
+
+
 def show_summary(rows: list[dict]) -> None:
     """The CSV's rows, with class names and percentages a reader expects; an unreadable file's cells stay empty."""
     shown = in_percent([{**row, "predicted_class": DISPLAY_NAMES.get(row["predicted_class"], "")} for row in rows],
@@ -246,6 +278,10 @@ with st.spinner("Classifying…"):
                 show_result(image, results[0], options, key=f"bars_{position}")
             else:
                 show_comparison(image, results, options, key=f"bars_{position}")
+            if options["look_swap"]:
+                swap = analyse_in_looks(model, str(models_dir()), name, data, options["method"],
+                                        options["class_index"], photo)
+                show_look_swap(swap, results[0], options, key=f"looks_{position}")
 
 if len(inputs) > 1:
     st.subheader(f"Summary of {len(inputs)} images")

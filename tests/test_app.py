@@ -22,6 +22,14 @@ def open_page(page: str | None = None) -> AppTest:
     return app
 
 
+def compare_toggle(app: AppTest):
+    return next(t for t in app.toggle if t.label.startswith("Compare with"))
+
+
+def look_swap_toggle(app: AppTest):
+    return next(t for t in app.toggle if t.label.startswith("Show each cell in both training labs' looks"))
+
+
 def verdicts(app: AppTest) -> list[str]:
     return [element.value for element in [*app.success, *app.warning]]
 
@@ -169,7 +177,7 @@ def test_compare_models_and_other_methods(with_data, real_data):
     path = sorted((real_data / "monocyte").iterdir())[0]
     app = open_page("pages/predict.py")
     app.file_uploader(key="uploads").set_value((path.name, path.read_bytes(), "image/jpeg")).run()
-    app.toggle[-1].set_value(True).run()  # compare with the other models
+    compare_toggle(app).set_value(True).run()
     assert not app.exception, app.exception
     assert len(verdicts(app)) == len(SHIPPED_MODEL_NAMES)
     # Whether the models agree is said once, above them.
@@ -180,6 +188,33 @@ def test_compare_models_and_other_methods(with_data, real_data):
     method.set_value("Grad-CAM++").run()
     assert not app.exception, app.exception
     assert "Grad-CAM++" in " ".join(c for i in app.get("image") for c in i.captions)
+
+
+def test_predict_shows_the_cell_in_each_labs_look_and_whether_the_answer_moved(with_data, real_data):
+    from bloodcell.framing import MIN_RULER_RED_CELLS, frame_photo
+    from bloodcell.imaging import read_image
+
+    path = next(p for p in sorted((real_data / "basophil").iterdir())[:20]
+                if frame_photo(read_image(p)).red_cells >= MIN_RULER_RED_CELLS)
+    app = open_page("pages/predict.py")
+    app.file_uploader(key="uploads").set_value((path.name, path.read_bytes(), "image/jpeg")).run()
+    assert len(verdicts(app)) == 1
+    look_swap_toggle(app).set_value(True).run()
+    assert not app.exception, app.exception
+    captions = [c for image in app.get("image") for c in image.captions]
+    assert any(c.startswith("As Munich AML would show it; scaled") for c in captions), captions
+    assert any(c.startswith("As PBC Barcelona would show it") for c in captions), captions
+    assert len(verdicts(app)) + sum("Does not look like" in e.value for e in app.error) == 3
+    summary = [c.value for c in app.caption if c.value.startswith("Its best guess")]
+    assert len(summary) == 1 and ("stays" in summary[0] or "changes with the look" in summary[0])
+
+
+def test_the_look_swap_is_off_and_says_why_without_the_looks_file(monkeypatch, tiny_models_dir):
+    monkeypatch.setenv(MODELS_ENV, str(tiny_models_dir))
+    app = open_page("pages/predict.py")
+    assert not app.exception, app.exception
+    toggle = look_swap_toggle(app)
+    assert toggle.disabled and "python -m bloodcell looks" in toggle.help
 
 
 def test_models_load_once_across_reruns_and_pages(with_data, real_data):

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from bloodcell.cli import main
+from bloodcell.cli import COMMANDS, main
 from bloodcell.config import CLASS_NAMES, PROJECT_ROOT, SPLIT_SEED
 
 
@@ -27,11 +27,11 @@ def test_module_entry_point_help():
     result = subprocess.run([sys.executable, "-m", "bloodcell", "--help"], capture_output=True,
                             text=True, cwd=PROJECT_ROOT, timeout=60)
     assert result.returncode == 0
-    for command in ("train", "evaluate", "predict", "calibrate", "audit", "bench", "download"):
+    for command in COMMANDS:
         assert command in result.stdout
 
 
-@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "calibrate", "audit", "bench", "download"])
+@pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_every_command_has_help(capsys, command):
     code, out, _ = run_cli(capsys, command, "--help")
     assert code == 0 and "usage:" in out

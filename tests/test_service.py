@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from bloodcell.abstention import NOT_A_CELL, NOT_CONFIDENT
-from bloodcell.config import CLASS_NAMES
+from bloodcell.config import CLASS_NAMES, SHIPPED_MODEL_NAMES
 from bloodcell.explain import GRADCAM
-from bloodcell.service import (Analysis, LazyPhoto, ModelService, differential_count, model_answers, results_rows,
-                               rows_to_csv)
+from bloodcell.service import (LOOK_SWAP_KEPT_ON_TEST, Analysis, LazyPhoto, LookSwap, ModelService,
+                               differential_count, look_swap, model_answers, results_rows, rows_to_csv)
 from conftest import draw_cell, encode
 
 
@@ -133,3 +133,51 @@ def test_model_answers_group_the_models_by_what_they_say():
              far, make("x.jpg", error="unreadable", model="f")]
     assert model_answers(mixed, threshold=0.7) == {"basophil": ["a", "b"], "monocyte": ["c"],
                                                    NOT_CONFIDENT: ["e"], NOT_A_CELL: ["d"]}
+
+
+def test_look_swap_renders_the_photo_in_each_look_and_analyses_each(service, shipped_models):
+    from drawn_fields import draw_field
+
+    from bloodcell.lookswap import LOOKS_FILE, load_looks
+
+    looks = load_looks(shipped_models / LOOKS_FILE)
+    photo, _ = draw_field("peach", seed=5)
+    swap = look_swap(service, "field.png", encode(photo), looks)
+    assert swap.problem is None
+    assert [r.lab for r in swap.renderings] == sorted(looks)
+    assert all(a.ok and a.name == f"field.png in {r.lab}'s look" for r, a in zip(swap.renderings, swap.analyses))
+    original = service.analyse("field.png", encode(photo))
+    assert swap.summary(original).startswith("Its best guess")
+
+
+@pytest.mark.parametrize("data, words", [(b"plain text", "not a readable image"),
+                                         (None, "no stained nucleus found")])
+def test_look_swap_says_why_there_is_none(service, shipped_models, data, words):
+    from PIL import Image
+
+    from bloodcell.lookswap import LOOKS_FILE, load_looks
+
+    data = data or encode(Image.new("RGB", (120, 120), (240, 230, 220)))
+    swap = look_swap(service, "x.png", data, load_looks(shipped_models / LOOKS_FILE))
+    assert words in swap.problem and not swap.renderings
+    assert swap.summary(service.analyse("x.png", data)) == ""
+
+
+def test_look_swap_summary_says_whether_the_best_guess_moved():
+    from PIL import Image
+
+    from bloodcell.lookswap import Rendering
+
+    def guess(label: str) -> Analysis:
+        return Analysis("cell.png", "m", probabilities=np.eye(len(CLASS_NAMES))[CLASS_NAMES.index(label)])
+
+    renderings = [Rendering(lab, Image.new("RGB", (4, 4)), 1.0, False) for lab in ("Lab A", "Lab B")]
+    kept = LookSwap(renderings, [guess("monocyte"), guess("monocyte")])
+    assert kept.summary(guess("monocyte")).startswith("Its best guess stays Monocyte in both labs' looks")
+    moved = LookSwap(renderings, [guess("monocyte"), guess("myeloblast")]).summary(guess("monocyte"))
+    assert "changes with the look" in moved and "in Lab B's look, Myeloblast" in moved
+    assert "test split" not in moved, "no habit quoted for a model that was never measured"
+    assert set(LOOK_SWAP_KEPT_ON_TEST) == set(SHIPPED_MODEL_NAMES), "every shipped model's habit is measured"
+    shipped = Analysis("cell.png", "cnn", probabilities=guess("monocyte").probabilities)
+    assert "On the test split, cnn keeps its best guess in both looks for 37% of the cells" in \
+        LookSwap(renderings, [guess("monocyte"), guess("myeloblast")]).summary(shipped)
