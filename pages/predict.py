@@ -53,7 +53,8 @@ def analyse(model: str, folder: str, name: str, data: bytes, method: str, class_
     return load_service(model, folder).analyse(name, _photo, method, class_index)
 
 
-@st.cache_data(max_entries=40, show_spinner=False)
+# Each entry holds two rendered photos (about 1.3 MB): fewer kept than analyses.
+@st.cache_data(max_entries=20, show_spinner=False)
 def analyse_in_looks(model: str, folder: str, name: str, data: bytes, method: str, class_index: int | None,
                      _photo: LazyPhoto):
     """The image in each training lab's look, and the model's answer on each (bloodcell.lookswap)."""
