@@ -148,6 +148,9 @@ def show_counterfactual_breakdown(audits: dict) -> None:
                    + ". The counterfactual swaps four averages (stain, field, magnification, sharpness); a "
                    "real lab differs in more, so read its figures as an upper bound, and do not rank models "
                    "by it alone.")
+    st.caption("Try it on your own photo: on the Predict page, *Show each cell in both training labs' looks* "
+               "renders an upload the way each lab would have photographed it and says whether the "
+               "model's answer moved.")
 
 
 def show_probes(audits: dict) -> None:
