@@ -95,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
                          f"(default: {DEFAULT_MIN_CONFIDENCE})")
     predict.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
     predict.add_argument("--csv", metavar="OUT", help="write the CSV here instead of standard output")
+    predict.add_argument("--looks", action="store_true",
+                         help="also give the best guess with each image shown in each training lab's look "
+                         "(<models>/lab_looks.json; one column per lab), as the app's look swap does")
     _add_models_dir(predict, "where models live")
 
     calibrate = commands.add_parser("calibrate", help="fit temperature scaling and the out-of-distribution check",
@@ -214,24 +217,33 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if not 0.0 <= args.min_confidence <= 1.0:
         raise BloodcellError("--min-confidence must be between 0 and 1")
     files = collect_image_paths([Path(p) for p in args.paths])
+    looks = None
+    if args.looks:
+        from bloodcell.lookswap import LOOKS_FILE, load_looks
+
+        looks = load_looks(resolve_models_dir(args.models_dir) / LOOKS_FILE)
     classifier = Classifier.load(args.model, args.models_dir)
     results = classifier.predict_sources(files, [str(f) for f in files])
     header = ["file", "verdict", "reason", "predicted_class", "confidence", *CLASS_NAMES, "ood_score",
               "red_cell_size", "zoom", "error"]
+    if looks:
+        header += [look_column(lab) for lab in sorted(looks)]
     handle = open(args.csv, "w", newline="") if args.csv else sys.stdout
     try:
         writer = csv.writer(handle)
         writer.writerow(header)
-        for result in results:
+        for file, result in zip(files, results):
+            in_looks = [] if looks is None else guesses_in_looks(classifier, file, looks, result.error is None)
             if result.error is not None:
                 writer.writerow([result.source, "unreadable", result.error, "", "", *[""] * len(CLASS_NAMES), "",
-                                 "", "", result.error])
+                                 "", "", result.error, *in_looks])
             else:
                 ood = "" if result.ood_score is None else f"{result.ood_score:.2f}"
                 red = "" if result.red_cell_size is None else f"{result.red_cell_size:.3f}"
                 writer.writerow([result.source, result.verdict(args.min_confidence),
                                  result.reason(args.min_confidence), result.predicted_class, f"{result.confidence:.4f}",
-                                 *[f"{p:.4f}" for p in result.probabilities], ood, red, f"{result.zoom:.2f}", ""])
+                                 *[f"{p:.4f}" for p in result.probabilities], ood, red, f"{result.zoom:.2f}", "",
+                                 *in_looks])
     finally:
         if handle is not sys.stdout:
             handle.close()
@@ -239,6 +251,29 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if failed:
         logging.getLogger("bloodcell").warning("%d of %d file(s) could not be read", failed, len(results))
     return 0
+
+
+def look_column(lab: str) -> str:
+    """The CSV column of the best guess in `lab`'s look: in_pbc_barcelona_look."""
+    return "in_" + "_".join(lab.lower().split()) + "_look"
+
+
+def guesses_in_looks(classifier, file: Path, looks: dict, readable: bool) -> list[str]:
+    """The best guess with the image in each lab's look, labs in name order; empty where none is rendered.
+
+    An image without one centred white cell gets no rendering, as in the app.
+    """
+    from bloodcell.framing import frame_photo
+    from bloodcell.imaging import read_image
+    from bloodcell.lookswap import render_in_looks
+
+    if not readable:
+        return [""] * len(looks)
+    framing = frame_photo(read_image(file))
+    if framing.mask.problem is not None:
+        return [""] * len(looks)
+    return [classifier.assess(str(file), rendering.image).predicted_class
+            for rendering in render_in_looks(framing, looks)]
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:

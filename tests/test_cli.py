@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -150,6 +151,35 @@ def test_predict_real_images_files_and_folders(capsys, shipped_models, small_rea
     measured = [float(row["red_cell_size"]) for row in good if row["red_cell_size"]]
     assert measured and all(0.17 <= size <= 0.29 for size in measured)
     assert all(row["zoom"] == "1.00" for row in good)  # so they are shown as they are
+
+
+def test_predict_gives_the_best_guess_in_each_labs_look_as_the_app_does(capsys, shipped_models, small_real_folder,
+                                                                        tmp_path):
+    from bloodcell.lookswap import LOOKS_FILE, load_looks
+    from bloodcell.service import ModelService, look_swap
+
+    out = tmp_path / "pred.csv"
+    code, _, err = run_cli(capsys, "predict", "--model", "cellfocus", "--looks", str(small_real_folder / "basophil"),
+                           str(small_real_folder / "seg_neutrophil" / "notes.png"), "--csv", str(out))
+    assert code == 0, err
+    rows = list(csv.DictReader(out.open()))
+    assert list(rows[0])[-3:] == ["error", "in_munich_aml_look", "in_pbc_barcelona_look"]
+    good = [row for row in rows if not row["error"]]
+    assert good and all(row["in_munich_aml_look"] in CLASS_NAMES and row["in_pbc_barcelona_look"] in CLASS_NAMES
+                        for row in good)
+    assert all(row["in_munich_aml_look"] == row["in_pbc_barcelona_look"] == "" for row in rows if row["error"])
+    first = Path(good[0]["file"])
+    swap = look_swap(ModelService.load("cellfocus", shipped_models), first.name, first.read_bytes(),
+                     load_looks(shipped_models / LOOKS_FILE))
+    assert [a.predicted_class for a in swap.analyses] == [good[0]["in_munich_aml_look"],
+                                                          good[0]["in_pbc_barcelona_look"]]
+
+
+def test_predict_looks_without_the_looks_file_is_one_line_exit_2(capsys, tiny_models_dir, small_real_folder):
+    image = next((small_real_folder / "basophil").glob("BA_*.jpg"))
+    code, _, err = run_cli(capsys, "predict", "--models-dir", str(tiny_models_dir), "--model", "cnn", "--looks",
+                           str(image))
+    assert code == 2 and "python -m bloodcell looks" in err and "Traceback" not in err
 
 
 def test_predict_to_stdout(capsys, shipped_models, small_real_folder):
