@@ -55,10 +55,12 @@ def analyse(model: str, folder: str, name: str, data: bytes, method: str, class_
 
 # Each entry holds two rendered photos (about 1.3 MB): fewer kept than analyses.
 @st.cache_data(max_entries=20, show_spinner=False)
-def analyse_in_looks(model: str, folder: str, name: str, data: bytes, method: str, class_index: int | None,
-                     _photo: LazyPhoto):
-    """The image in each training lab's look, and the model's answer on each (bloodcell.lookswap)."""
-    return look_swap(load_service(model, folder), name, _photo, load_look_numbers(folder), method, class_index)
+def analyse_in_looks(model: str, folder: str, name: str, data: bytes, _photo: LazyPhoto):
+    """The image in each training lab's look, and the model's answer on each (bloodcell.lookswap).
+
+    Only the verdicts are shown, so the heatmap is Grad-CAM's, which comes with the prediction.
+    """
+    return look_swap(load_service(model, folder), name, _photo, load_look_numbers(folder), GRADCAM)
 
 
 @st.cache_data(max_entries=40, show_spinner=False)
@@ -280,8 +282,7 @@ with st.spinner("Classifying…"):
             else:
                 show_comparison(image, results, options, key=f"bars_{position}")
             if options["look_swap"]:
-                swap = analyse_in_looks(model, str(models_dir()), name, data, options["method"],
-                                        options["class_index"], photo)
+                swap = analyse_in_looks(model, str(models_dir()), name, data, photo)
                 show_look_swap(swap, results[0], options, key=f"looks_{position}")
 
 if len(inputs) > 1:
