@@ -225,7 +225,7 @@ def show_look_swap(swap, original, options: dict, key: str) -> None:
                      if rendering.ruler else "magnification kept: too few red cells to measure it by")
             st.image(rendering.image, caption=f"As {rendering.lab} would show it; {scale}", width="stretch")
             if result.ok:
-                show_verdict(result, options["threshold"], f"{key}_{rendering.lab}")
+                show_verdict(result, options["threshold"], f"{key}_{rendering.lab.replace(' ', '_')}")
     words.caption(swap.summary(original))
 
 

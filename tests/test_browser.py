@@ -71,6 +71,12 @@ def test_upload_on_predict_shows_class_and_heatmap(running_app, real_data):
             assert page.get_by_text(f"{DEFAULT_MODEL} sees the cell view").count() == 1
             page.screenshot(path=str(OUTPUT_DIR / "browser-predict.png"), full_page=True)
             assert not page.locator('[data-testid="stException"]').count()
+            # The same cell in each training lab's look, a verdict under each.
+            page.get_by_text("Show each cell in both training labs' looks").click()
+            page.get_by_text("Its best guess", exact=False).first.wait_for(timeout=RESULT_TIMEOUT_MS)
+            assert page.get_by_text("would show it", exact=False).count() == 2
+            assert page.locator(VERDICT).count() == 3
+            assert not page.locator('[data-testid="stException"]').count()
             # The Trust page shows every model's audit side by side.
             page.get_by_role("link", name="Trust").first.click()
             page.get_by_role("heading", name="Trust").wait_for(timeout=RESULT_TIMEOUT_MS)
