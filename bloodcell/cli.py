@@ -12,12 +12,17 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bloodcell.abstention import DEFAULT_MIN_CONFIDENCE
 from bloodcell.config import (CLASS_NAMES, DEFAULT_MODEL, MODEL_NAMES, SPLIT_SEED, resolve_cross_source_dir,
                               resolve_data_dir, resolve_models_dir)
 from bloodcell.errors import BloodcellError
 from bloodcell.runtime import lite_available
+
+if TYPE_CHECKING:  # type hints only: the commands import these when run, so --help stays instant
+    from bloodcell.inference import Classifier
+    from bloodcell.lookswap import LookNumbers
 
 EXIT_USER_ERROR = 2
 
@@ -258,7 +263,7 @@ def look_column(lab: str) -> str:
     return "in_" + "_".join(lab.lower().split()) + "_look"
 
 
-def guesses_in_looks(classifier, file: Path, looks: dict, readable: bool) -> list[str]:
+def guesses_in_looks(classifier: Classifier, file: Path, looks: dict[str, LookNumbers], readable: bool) -> list[str]:
     """The best guess with the image in each lab's look, labs in name order; empty where none is rendered.
 
     An image without one centred white cell gets no rendering, as in the app.
