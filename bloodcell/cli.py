@@ -224,7 +224,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     files = collect_image_paths([Path(p) for p in args.paths])
     looks = None
     if args.looks:
-        from bloodcell.lookswap import LOOKS_FILE, load_looks
+        from bloodcell.lookswap import LOOKS_FILE, load_looks, look_column
 
         looks = load_looks(resolve_models_dir(args.models_dir) / LOOKS_FILE)
     classifier = Classifier.load(args.model, args.models_dir)
@@ -256,11 +256,6 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if failed:
         logging.getLogger("bloodcell").warning("%d of %d file(s) could not be read", failed, len(results))
     return 0
-
-
-def look_column(lab: str) -> str:
-    """The CSV column of the best guess in `lab`'s look: in_pbc_barcelona_look."""
-    return "in_" + "_".join(lab.lower().split()) + "_look"
 
 
 def guesses_in_looks(classifier: Classifier, file: Path, looks: dict[str, LookNumbers], readable: bool) -> list[str]:

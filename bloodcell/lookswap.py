@@ -88,6 +88,11 @@ class Rendering:
     ruler: bool  # whether red cells measured the photo's magnification
 
 
+def look_column(lab: str) -> str:
+    """The CSV column of the best guess in `lab`'s look (the CLI's and the app's): in_pbc_barcelona_look."""
+    return "in_" + "_".join(lab.lower().split()) + "_look"
+
+
 def field_mask(mask: CellMask) -> np.ndarray:
     """Pixels of the photo that are neither the white cell nor its rim."""
     return _field_of(mask.cell)

@@ -25,7 +25,7 @@ from bloodcell.explain import GRADCAM, Explainer
 from bloodcell.framing import Framing, frame_photo
 from bloodcell.imaging import CELL_VIEWS, read_image, to_model_input
 from bloodcell.inference import Classifier
-from bloodcell.lookswap import LookNumbers, Rendering, render_in_looks
+from bloodcell.lookswap import LookNumbers, Rendering, look_column, render_in_looks
 
 DEFAULT_UNSURE_THRESHOLD = DEFAULT_MIN_CONFIDENCE
 
@@ -198,10 +198,16 @@ def _in_photo(box: tuple[int, int, int, int], framing: Framing,
     return left / width, top / height, right / width, bottom / height
 
 
-def results_rows(analyses: list[Analysis], threshold: float = DEFAULT_UNSURE_THRESHOLD) -> list[dict]:
-    """One row per image, as in the CLI's CSV (plus the model and an 'unsure' flag)."""
+def results_rows(analyses: list[Analysis], threshold: float = DEFAULT_UNSURE_THRESHOLD,
+                 swaps: list[LookSwap | None] | None = None) -> list[dict]:
+    """One row per image, as in the CLI's CSV (plus the model and an 'unsure' flag).
+
+    `swaps`, one per analysis (None where there is none), add the best guess
+    in each lab's look, as `predict --looks` does.
+    """
     rows = []
-    for a in analyses:
+    labs = sorted({r.lab for swap in swaps or [] if swap for r in swap.renderings})
+    for a, swap in zip(analyses, swaps or [None] * len(analyses)):
         row = {"file": a.name, "model": a.model,
                "verdict": a.verdict(threshold) or "unreadable",
                # An unreadable file's reason is its error, where a reader looks for why.
@@ -214,6 +220,9 @@ def results_rows(analyses: list[Analysis], threshold: float = DEFAULT_UNSURE_THR
         row["red_cell_size"] = None if a.red_cell_size is None else round(a.red_cell_size, 3)
         row["zoom"] = round(a.zoom, 2) if a.ok else None
         row["error"] = a.error or ""
+        guesses = {} if swap is None else {r.lab: g.predicted_class for r, g in zip(swap.renderings, swap.analyses)}
+        for lab in labs:
+            row[look_column(lab)] = guesses.get(lab) or ""
         rows.append(row)
     return rows
 

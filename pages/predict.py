@@ -13,6 +13,7 @@ from bloodcell.config import CLASS_NAMES, SHIPPED_MODEL_NAMES
 from bloodcell.errors import ImageReadError
 from bloodcell.explain import GRADCAM, METHODS, overlay
 from bloodcell.imaging import read_image
+from bloodcell.lookswap import look_column
 from bloodcell.redcells import TRAINING_RED_CELL_RANGE, magnification_note
 from bloodcell.service import (DEFAULT_UNSURE_THRESHOLD, SHIPPED_MODELS_AGREE_ON_OTHER_LAB, LazyPhoto,
                                SHIPPED_MODELS_AGREE_ON_TEST, differential_count, look_swap, model_answers,
@@ -231,7 +232,11 @@ def show_look_swap(swap, original, options: dict, key: str) -> None:
 
 def show_summary(rows: list[dict]) -> None:
     """The CSV's rows, with class names and percentages a reader expects; an unreadable file's cells stay empty."""
-    shown = in_percent([{**row, "predicted_class": DISPLAY_NAMES.get(row["predicted_class"], "")} for row in rows],
+    numbers = load_look_numbers(str(models_dir()))
+    lab_of = {} if isinstance(numbers, str) else {look_column(lab): lab for lab in numbers}
+    looks = [column for column in lab_of if column in rows[0]]
+    shown = in_percent([{**row, **{column: DISPLAY_NAMES.get(row[column], "")
+                                   for column in ("predicted_class", *looks)}} for row in rows],
                        ("confidence", *CLASS_NAMES, "red_cell_size"))
     columns = {
         "predicted_class": st.column_config.TextColumn("predicted class"),
@@ -240,6 +245,9 @@ def show_summary(rows: list[dict]) -> None:
         "ood_score": st.column_config.NumberColumn("outlier score", format="%.1f", help=OOD_HELP),
         "red_cell_size": percent_column(0, label="red cell size", help=RED_CELL_HELP),
         "zoom": st.column_config.NumberColumn("zoom", format="%.2f×", help=ZOOM_HELP),
+        **{column: st.column_config.TextColumn(f"in {lab_of[column]}'s look",
+                                               help="Best guess with the cell shown in that lab's look")
+           for column in looks},
     }
     st.dataframe(shown, hide_index=True, width="stretch", column_config=columns, placeholder=MISSING)
 
@@ -264,7 +272,7 @@ if not inputs:
     st.info("Add an image above to see a prediction.", icon=":material/upload:")
     st.stop()
 
-analyses = []
+analyses, swaps = [], []  # swaps: the look swap of each analysis, where one was shown
 with st.spinner("Classifying…"):
     for position, (name, data) in enumerate(inputs):
         with st.container(border=True, key=f"result_{position}"):
@@ -273,6 +281,7 @@ with st.spinner("Classifying…"):
             results = [analyse(m, str(models_dir()), name, data, options["method"], options["class_index"], photo)
                        for m in models]
             analyses += results
+            swaps += [None] * len(results)
             if not results[0].ok:
                 st.error(f"Could not use **{name}**: {results[0].error}.", icon=":material/broken_image:")
                 continue
@@ -284,10 +293,11 @@ with st.spinner("Classifying…"):
             if options["look_swap"]:
                 swap = analyse_in_looks(model, str(models_dir()), name, data, photo)
                 show_look_swap(swap, results[0], options, key=f"looks_{position}")
+                swaps[-len(results)] = swap
 
 if len(inputs) > 1:
     st.subheader(f"Summary of {len(inputs)} images")
-    rows = results_rows(analyses, options["threshold"])
+    rows = results_rows(analyses, options["threshold"], swaps)
     show_summary(rows)
     primary = [a for a in analyses if a.model == model]
     st.plotly_chart(counts_figure(differential_count(primary, options["threshold"]),

@@ -207,6 +207,14 @@ def test_predict_shows_the_cell_in_each_labs_look_and_whether_the_answer_moved(w
     assert len(verdicts(app)) + sum("Does not look like" in e.value for e in app.error) == 3
     summary = [c.value for c in app.caption if c.value.startswith("Its best guess")]
     assert len(summary) == 1 and ("stays" in summary[0] or "changes with the look" in summary[0])
+    # With two images, the summary table gives each one's guess in each look.
+    second = sorted((real_data / "myeloblast").iterdir())[0]
+    app.file_uploader(key="uploads").set_value([(path.name, path.read_bytes(), "image/jpeg"),
+                                                (second.name, second.read_bytes(), "image/jpeg")]).run()
+    assert not app.exception, app.exception
+    table = app.dataframe[0].value
+    assert {"in_munich_aml_look", "in_pbc_barcelona_look"} <= set(table.columns)
+    assert all(value in DISPLAY_NAMES.values() for value in table["in_munich_aml_look"])
 
 
 def test_the_look_swap_is_off_and_says_why_without_the_looks_file(monkeypatch, tiny_models_dir):

@@ -181,3 +181,19 @@ def test_look_swap_summary_says_whether_the_best_guess_moved():
     shipped = Analysis("cell.png", "cnn", probabilities=guess("monocyte").probabilities)
     assert "On the test split, cnn keeps its best guess in both looks for 36% of the cells" in \
         LookSwap(renderings, [guess("monocyte"), guess("myeloblast")]).summary(shipped)
+
+
+def test_results_rows_carry_the_best_guess_in_each_look_where_a_swap_was_shown():
+    from PIL import Image
+
+    from bloodcell.lookswap import Rendering
+
+    def guess(label: str, model: str = "m") -> Analysis:
+        return Analysis("cell.png", model, probabilities=np.eye(len(CLASS_NAMES))[CLASS_NAMES.index(label)])
+
+    renderings = [Rendering(lab, Image.new("RGB", (4, 4)), 1.0, False) for lab in ("Munich AML", "PBC Barcelona")]
+    swap = LookSwap(renderings, [guess("monocyte"), guess("myeloblast")])
+    rows = results_rows([guess("monocyte"), guess("monocyte", "other")], swaps=[swap, None])
+    assert [row["in_munich_aml_look"] for row in rows] == ["monocyte", ""]
+    assert [row["in_pbc_barcelona_look"] for row in rows] == ["myeloblast", ""]
+    assert "in_munich_aml_look" not in results_rows([guess("monocyte")])[0], "no columns without a swap"
