@@ -249,7 +249,11 @@ def show_summary(rows: list[dict]) -> None:
                                                help="Best guess with the cell shown in that lab's look")
            for column in looks},
     }
-    st.dataframe(shown, hide_index=True, width="stretch", column_config=columns, placeholder=MISSING)
+    # The guesses in each look sit beside the guess, not past the probabilities.
+    first = list(rows[0])[:list(rows[0]).index("predicted_class") + 1]
+    order = first + looks + [column for column in rows[0] if column not in first and column not in looks]
+    st.dataframe(shown, hide_index=True, width="stretch", column_config=columns, column_order=order,
+                 placeholder=MISSING)
 
 
 page_setup()
