@@ -33,13 +33,19 @@ def png(image) -> bytes:
     return buffer.getvalue()
 
 
-def main() -> None:
+def habit(guesses: np.ndarray, labels: np.ndarray) -> tuple[float, list[float]]:
+    """Guesses (images x [as photographed, each look]) -> share of images with one guess, accuracy per column."""
+    kept = float(np.mean(np.all(guesses == guesses[:, :1], axis=1)))
+    return kept, [float(np.mean(guesses[:, column] == labels)) for column in range(guesses.shape[1])]
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["cellpair", *SHIPPED_MODEL_NAMES], metavar="NAME",
                         help="models to measure (default: the default pair and every trained model)")
     parser.add_argument("--images", type=int, metavar="N",
                         help="N test images spread evenly over the split (default: all)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     models_dir, data_dir = resolve_models_dir(), resolve_data_dir()
     looks = load_looks(models_dir / LOOKS_FILE)
     pairs = load_manifest(manifest_path(models_dir)).paths("test")
@@ -60,14 +66,13 @@ def main() -> None:
     print(f"{len(labels)} test cells rendered in {len(labs)} looks in {time.perf_counter() - started:.0f} s "
           f"({skipped} flagged by the cell mask, left out)")
     labels = np.array(labels)
-    print(f"| model | same guess in both looks | accuracy as photographed | "
+    print("| model | same guess in both looks | accuracy as photographed | "
           + " | ".join(f"in {lab}'s look" for lab in labs) + " |")
     print("|---|---:|---:|" + "---:|" * len(labs))
     for name in args.models:
         classifier = Classifier.load(name, models_dir)
         guesses = np.array([[p.predicted_class for p in classifier.predict_sources(row)] for row in sources])
-        kept = np.mean(np.all(guesses == guesses[:, :1], axis=1))
-        accuracies = [np.mean(guesses[:, column] == labels) for column in range(guesses.shape[1])]
+        kept, accuracies = habit(guesses, labels)
         print(f"| {name} | {kept:.1%} | " + " | ".join(f"{a:.1%}" for a in accuracies) + " |", flush=True)
 
 
