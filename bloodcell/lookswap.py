@@ -12,7 +12,7 @@ are the ruler; without one the scale is kept), the white cell re-stained and
 the rest of the field re-coloured to the lab's LAB statistics (Reinhard
 transfer, each part on its own), and blurred or sharpened to the lab's fine
 detail. If a model's answer changes between the two renderings, the look,
-not the cell, decided it.
+not only the cell, moved it.
 
 What is not imitated: how the stains colour nucleus, cytoplasm and granules
 against each other (Reinhard transfer moves averages), and the texture of
@@ -131,7 +131,7 @@ def measure_look(lab: str, images: list[Image.Image]) -> LookNumbers:
         fields.append(stain_stats(rgb, field_mask(mask)))
         details.append(cell_detail(rgb, mask.cell))
     if not cells:
-        raise ValueError(f"no white cell found in the {len(images)} photos given for {lab}")
+        raise BloodcellError(f"no white cell found in the {len(images)} photos given for {lab}")
     return LookNumbers(lab, average_stats(cells), average_stats(fields), float(np.median(details)),
                        LAB_RED_CELL_SIZE[lab], int(np.median(sides)))
 
