@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from bloodcell.config import SHIPPED_MODEL_NAMES, resolve_data_dir, resolve_models_dir
+from bloodcell.config import DEFAULT_MODEL, SHIPPED_MODEL_NAMES, resolve_data_dir, resolve_models_dir
 from bloodcell.data import load_manifest, manifest_path
 from bloodcell.framing import frame_photo
 from bloodcell.imaging import read_image
@@ -41,8 +41,9 @@ def habit(guesses: np.ndarray, labels: np.ndarray) -> tuple[float, list[float]]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["cellpair", *SHIPPED_MODEL_NAMES], metavar="NAME",
-                        help="models to measure (default: the default pair and every trained model)")
+    parser.add_argument("--models", nargs="+", metavar="NAME",
+                        default=list(dict.fromkeys((DEFAULT_MODEL, *SHIPPED_MODEL_NAMES))),
+                        help="models to measure (default: the default model, then every other shipped one)")
     parser.add_argument("--images", type=int, metavar="N",
                         help="N test images spread evenly over the split (default: all)")
     args = parser.parse_args(argv)
