@@ -120,6 +120,13 @@ class LazyPhoto:
         return self._photo
 
 
+def as_photo(data: bytes | Image.Image | LazyPhoto) -> Photo:
+    """File bytes, a decoded image or a shared LazyPhoto as a Photo; raises ImageReadError for no usable image."""
+    if isinstance(data, LazyPhoto):
+        return data.get()
+    return Photo.of(data if isinstance(data, Image.Image) else read_image(data))
+
+
 @dataclass
 class ModelService:
     """A loaded classifier, its explainer, and the lock that guards both."""
@@ -153,8 +160,7 @@ class ModelService:
                 class_index: int | None = None) -> Analysis:
         """Predict and explain one image given as file bytes, a decoded image, or a LazyPhoto shared by models."""
         try:
-            photo = data.get() if isinstance(data, LazyPhoto) else \
-                Photo.of(data if isinstance(data, Image.Image) else read_image(data))
+            photo = as_photo(data)
         except ImageReadError as exc:
             return Analysis(name, self.name, error=str(exc))
         classifier = self.classifier
@@ -314,8 +320,7 @@ def look_swap(service: ModelService, name: str, data: bytes | Image.Image | Lazy
               looks: dict[str, LookNumbers], method: str = GRADCAM, class_index: int | None = None) -> LookSwap:
     """The photo rendered in each lab's look and analysed by `service` as an upload would be."""
     try:
-        photo = data.get() if isinstance(data, LazyPhoto) else \
-            Photo.of(data if isinstance(data, Image.Image) else read_image(data))
+        photo = as_photo(data)
     except ImageReadError as exc:
         return LookSwap(problem=str(exc))
     if photo.framing.mask.problem is not None:
