@@ -33,7 +33,7 @@ from bloodcell.config import CLASS_NAMES, SOURCE_LAB, other_lab
 from bloodcell.data import SplitManifest
 from bloodcell.imaging import read_image
 from bloodcell.redcells import red_cell_diameters
-from bloodcell.stain import StainStats, average_stats, stain_stats, transfer_stain
+from bloodcell.stain import StainStats, average_stats, stain_stats, transfer_stain, transfer_stain_parts
 
 
 @dataclass
@@ -47,6 +47,10 @@ class LabLook:
     # median diameter of its isolated red cells over the image's shorter side
     # (bloodcell.redcells); None: no red cell measured
     red_cell_size: float | None = None
+    # its cells' average nucleus and cytoplasm stains, for twins re-stained by
+    # parts (as_other_lab's stain_parts); None: not measured
+    nucleus_stain: StainStats | None = None
+    cytoplasm_stain: StainStats | None = None
 
 
 # Training images per lab used to measure its look (stain, empty fields, cell
@@ -73,6 +77,9 @@ UNSHARP_SIGMA = 1.0
 SOFTEST_BLUR = 4.0
 SHARPEST = 8.0
 DETAIL_SEARCH_STEPS = 14
+# A nucleus or cytoplasm smaller than this many pixels has no statistics
+# worth transferring; such a cell is re-stained whole.
+MIN_PART_PIXELS = 50
 
 
 def cell_detail(pixels: np.ndarray, mask: np.ndarray) -> float:
@@ -140,9 +147,27 @@ def lab_look(images: list[Image.Image], fields: int = 8) -> LabLook:
     sizes = [_cell_size(m) for m in masks if m.found]
     details = [cell_detail(np.asarray(im.convert("RGB")), m.cell) for im, m in zip(images, masks) if m.found]
     red_cells = [d for im, m in zip(images, masks) for d in red_cell_diameters(im, m)]
+    parts = []  # (nucleus, cytoplasm) stain of each cell that has both
+    for image, mask in zip(images, masks):
+        nucleus, cytoplasm = _parts(mask)
+        if mask.found and _both_parts(nucleus, cytoplasm):
+            pixels = np.asarray(image.convert("RGB"))
+            parts.append((stain_stats(pixels, nucleus), stain_stats(pixels, cytoplasm)))
     return LabLook(average_stats(stains), backgrounds, float(np.median(sizes)) if sizes else 0.5,
                    float(np.median(details)) if details else None,
-                   float(np.median(red_cells)) if red_cells else None)
+                   float(np.median(red_cells)) if red_cells else None,
+                   average_stats([n for n, _ in parts]) if parts else None,
+                   average_stats([c for _, c in parts]) if parts else None)
+
+
+def _parts(mask: CellMask) -> tuple[np.ndarray, np.ndarray]:
+    """The cell's nucleus and its cytoplasm (the cell without the nucleus)."""
+    nucleus = mask.nucleus & mask.cell
+    return nucleus, mask.cell & ~nucleus
+
+
+def _both_parts(nucleus: np.ndarray, cytoplasm: np.ndarray) -> bool:
+    return nucleus.sum() >= MIN_PART_PIXELS and cytoplasm.sum() >= MIN_PART_PIXELS
 
 
 def _cell_size(mask: CellMask) -> float:
@@ -158,16 +183,24 @@ def zoom_about(image: Image.Image, zoom: float, centre: tuple[float, float]) -> 
 
 def as_other_lab(image: Image.Image, look: LabLook, field_index: int = 0,
                  mask: CellMask | None = None, zoom: float = 1.0,
-                 detail_ratio: float | None = None) -> Image.Image:
+                 detail_ratio: float | None = None, stain_parts: bool = False) -> Image.Image:
     """`image`'s cell re-stained like `look`'s lab, scaled by `zoom`, on one of that lab's fields.
 
     With `detail_ratio`, the cell is also blurred or sharpened until its fine
-    detail (cell_detail) is that multiple of its own.
+    detail (cell_detail) is that multiple of its own. With `stain_parts`,
+    nucleus and cytoplasm are re-stained each to the look's own statistics
+    for it (bloodcell.stain.transfer_stain_parts), where the look has them
+    and the cell has both parts; otherwise the whole cell at once.
     """
     rgb = image.convert("RGB")
     mask = mask or find_cell(rgb)
     pixels = np.asarray(rgb, dtype=np.float32)
-    restained = transfer_stain(pixels, look.cell_stain, mask=mask.cell if mask.found else None)
+    nucleus, cytoplasm = _parts(mask)
+    if (stain_parts and mask.found and look.nucleus_stain and look.cytoplasm_stain
+            and _both_parts(nucleus, cytoplasm)):
+        restained = transfer_stain_parts(pixels, nucleus, cytoplasm, look.nucleus_stain, look.cytoplasm_stain)
+    else:
+        restained = transfer_stain(pixels, look.cell_stain, mask=mask.cell if mask.found else None)
     field = look.backgrounds[field_index % len(look.backgrounds)]
     field = np.asarray(Image.fromarray(field).resize(rgb.size, Image.Resampling.BILINEAR), np.float32)
     if not mask.found:
@@ -222,21 +255,26 @@ def lab_zoom(own: LabLook, other: LabLook, ruler: str = BY_RED_CELLS) -> float:
 
 def counterfactual_of(image: Image.Image, label: str, looks: dict[str, LabLook], field_index: int,
                       mask: CellMask | None = None, part: str | None = None,
-                      ruler: str = BY_RED_CELLS) -> Image.Image:
+                      ruler: str = BY_RED_CELLS, stain_parts: bool = False) -> Image.Image:
     """The counterfactual twin of an image of class `label`: its cell as the other lab shows it.
 
     With `part` (one of COUNTERFACTUAL_PARTS) only that part of the other
     lab's look is taken; the rest stays the image's own lab's, so each cue's
     share of the drop can be told apart. `ruler` says what the magnification
     is measured by (MAGNIFICATION_RULERS; see magnification_ruler).
+    `stain_parts` re-stains nucleus and cytoplasm each on its own
+    (as_other_lab); the audit re-stains the whole cell.
     """
     other, own = looks[other_lab(label)], looks[SOURCE_LAB[label]]
     detail_ratio = other.detail / own.detail if other.detail and own.detail else None
     zoom = lab_zoom(own, other, ruler)
     if part is None:
-        return as_other_lab(image, other, field_index, mask, zoom=zoom, detail_ratio=detail_ratio)
+        return as_other_lab(image, other, field_index, mask, zoom=zoom, detail_ratio=detail_ratio,
+                            stain_parts=stain_parts)
     if part == "stain":
-        return as_other_lab(image, replace(own, cell_stain=other.cell_stain), field_index, mask)
+        return as_other_lab(image, replace(own, cell_stain=other.cell_stain, nucleus_stain=other.nucleus_stain,
+                                           cytoplasm_stain=other.cytoplasm_stain),
+                            field_index, mask, stain_parts=stain_parts)
     if part == "field":
         return as_other_lab(image, replace(own, backgrounds=other.backgrounds), field_index, mask)
     if part == "magnification":

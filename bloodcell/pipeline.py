@@ -287,20 +287,23 @@ def _decode(size: int, view: str, with_zoom: bool = False, ruler: str = BY_WHITE
     return mapper_with_zoom if with_zoom else mapper
 
 
-def _decode_with_twin(size: int, view: str, looks: dict[str, LabLook], round_trip: bool = False):
+def _decode_with_twin(size: int, view: str, looks: dict[str, LabLook], round_trip: bool = False,
+                      stain_parts: bool = False):
     """Decode each image into a pair: its own view and its counterfactual twin's.
 
     The twin is built on the full image (the audit's counterfactual_of), then
     goes through the same view as an upload would, cell mask found afresh.
     With `round_trip`, a third view: the twin rendered back into the image's
-    own lab's look (round_trip_of).
+    own lab's look (round_trip_of). With `stain_parts` the twin's nucleus
+    and cytoplasm are re-stained each on its own (as_other_lab).
     """
     def load_views(path: bytes, label: np.int32, index: np.int32) -> tuple[np.ndarray, ...]:
         image = read_image(path.decode())
         mask = find_cell(image)
         # celltwin's twins: the magnification by the white cells' ratio, as it
         # was trained before the audit measured it by red cells.
-        twin = counterfactual_of(image, CLASS_NAMES[int(label)], looks, int(index), mask, ruler=BY_WHITE_CELLS)
+        twin = counterfactual_of(image, CLASS_NAMES[int(label)], looks, int(index), mask, ruler=BY_WHITE_CELLS,
+                                 stain_parts=stain_parts)
         views = [to_model_input(image, size, view, mask), to_model_input(twin, size, view)]
         if round_trip:
             back = round_trip_of(twin, CLASS_NAMES[int(label)], looks, int(index))
@@ -353,6 +356,7 @@ def make_dataset(
     twin_share: float = 0.0,
     twin_pairs: bool = False,
     round_trip_share: float = 0.0,
+    twin_stain_parts: bool = False,
     looks: dict[str, LabLook] | None = None,
     focus_levels: tuple[float, ...] | None = None,
 ) -> tf.data.Dataset:
@@ -371,7 +375,8 @@ def make_dataset(
     are cached, so a twin is built once per image and each image keeps one
     twin (its field is chosen by its place in `paths`). `round_trip_share`
     (with `twin_share`) is the share replaced by their round trip
-    (round_trip_of). `focus_levels`
+    (round_trip_of). `twin_stain_parts` re-stains each twin's nucleus and
+    cytoplasm each on its own (bloodcell.stain.transfer_stain_parts). `focus_levels`
     replaces the colour augmentation's random focus by fixed_focus.
     """
     if focus_levels and not colour_augment:
@@ -382,6 +387,8 @@ def make_dataset(
         raise ValueError("give twin_share (twins replace views) or twin_pairs (views and twins together), not both")
     if round_trip_share and not twin_share:
         raise ValueError("round trips go with twins: give twin_share too")
+    if twin_stain_parts and not (twin_share or twin_pairs):
+        raise ValueError("twin_stain_parts says how twins are re-stained: give twin_share or twin_pairs too")
     if twin_share + round_trip_share > 1:
         raise ValueError("twin_share and round_trip_share together cannot exceed 1")
     if twin_share or twin_pairs:
@@ -396,7 +403,8 @@ def make_dataset(
     if twin_share or twin_pairs:
         dataset = tf.data.Dataset.from_tensor_slices(
             ([str(p) for p in paths], label_array, np.arange(len(paths), dtype=np.int32)))
-        decode = _decode_with_twin(size, view, looks, round_trip=bool(round_trip_share))
+        decode = _decode_with_twin(size, view, looks, round_trip=bool(round_trip_share),
+                                   stain_parts=twin_stain_parts)
     else:
         dataset = tf.data.Dataset.from_tensor_slices(([str(p) for p in paths], label_array))
         decode = _decode(size, view, with_zoom=bool(magnification_transfer), ruler=magnification_ruler)

@@ -241,6 +241,10 @@ TWIN_AUGMENTATION = ("{share:.0%} of views, drawn afresh each batch, replaced by
                      "and sharpness; bloodcell.counterfactual.counterfactual_of with the audit's lab looks), "
                      "before the other augmentations")
 
+TWIN_STAIN_PARTS_AUGMENTATION = ("each twin's nucleus and cytoplasm re-stained each to the other lab's average "
+                                 "for it (bloodcell.stain.transfer_stain_parts), not the whole cell at once, so "
+                                 "that how the nucleus is coloured against the cytoplasm is the other lab's too")
+
 ROUND_TRIP_AUGMENTATION = ("{share:.0%} of views, drawn afresh each batch (never one the twins take), replaced by the "
                            "cell view of the twin rendered back into the image's own lab's look "
                            "(bloodcell.counterfactual.round_trip_of), so that in each lab's look both groups of classes "
@@ -387,6 +391,7 @@ def train(
                             random_texture=recipe.get("random_texture", 0.0),
                             twin_share=recipe.get("twin_share", 0.0), twin_pairs=bool(consistency),
                             round_trip_share=recipe.get("round_trip_share", 0.0),
+                            twin_stain_parts=bool(recipe.get("twin_stain_parts")),
                             looks=lab_looks(manifest, data_dir) if twins else None,
                             focus_levels=recipe.get("focus_levels"))
     val_ds = make_dataset(val_paths, val_labels, size, bs, view=spec.view)
@@ -470,6 +475,7 @@ def train(
                                 if recipe.get("random_texture") else "") + (
                                 "; twins: " + TWIN_AUGMENTATION.format(share=recipe["twin_share"])
                                 if recipe.get("twin_share") else "") + (
+                                "; " + TWIN_STAIN_PARTS_AUGMENTATION if recipe.get("twin_stain_parts") else "") + (
                                 "; round trips: " + ROUND_TRIP_AUGMENTATION.format(share=recipe["round_trip_share"])
                                 if recipe.get("round_trip_share") else "") + (
                                 "; twins: " + TWIN_PAIR_AUGMENTATION.format(weight=consistency)
