@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
@@ -57,6 +59,35 @@ def test_cell_takes_the_other_labs_stain_and_field():
     assert find_cell(twin).found
     moved = find_cell(twin).cell
     assert (moved & truth).sum() / (moved | truth).sum() > 0.7
+
+
+def test_twin_restained_by_parts_takes_the_other_labs_nucleus_and_cytoplasm_each():
+    peach = lab_look([draw_field("peach", seed=s)[0] for s in range(4)])
+    blue_white = lab_look([draw_field("blue-white", seed=s)[0] for s in range(4, 8)])
+    assert blue_white.nucleus_stain and blue_white.cytoplasm_stain
+    # Measured on the drawn fields' own flat colours: the nucleus is darker than the cytoplasm.
+    assert blue_white.nucleus_stain.mean[0] < blue_white.cytoplasm_stain.mean[0] - 20
+    looks = {"PBC Barcelona": peach, "Munich AML": blue_white}
+    image, _ = draw_field("peach", seed=9)
+    mask = find_cell(image)
+    nucleus = ndimage.binary_erosion(mask.nucleus & mask.cell, iterations=3)
+    cytoplasm = ndimage.binary_erosion(mask.cell & ~mask.nucleus, iterations=3)
+    for part in (None, "stain"):
+        twin = np.asarray(counterfactual_of(image, "basophil", looks, 0, mask, part=part, stain_parts=True),
+                          np.float32)
+        for inside, target in ((nucleus, blue_white.nucleus_stain), (cytoplasm, blue_white.cytoplasm_stain)):
+            np.testing.assert_allclose(stain_stats(twin, inside).mean, target.mean, atol=4)
+    # Without stain_parts the whole cell takes the look's cell stain, as the audit's twins do.
+    whole = np.asarray(counterfactual_of(image, "basophil", looks, 0, mask, part="stain"), np.float32)
+    np.testing.assert_allclose(stain_stats(whole, mask.cell).mean, blue_white.cell_stain.mean, atol=3)
+
+
+def test_twin_restained_by_parts_falls_back_to_the_whole_cell_without_part_stains():
+    blue_white = lab_look([draw_field("blue-white", seed=s)[0] for s in range(4)])
+    image, _ = draw_field("peach", seed=5)
+    unmeasured = replace(blue_white, nucleus_stain=None, cytoplasm_stain=None)
+    np.testing.assert_array_equal(np.asarray(as_other_lab(image, unmeasured, stain_parts=True)),
+                                  np.asarray(as_other_lab(image, blue_white)))
 
 
 def test_lab_look_measures_cell_size_and_zoom_rescales_the_cell():

@@ -279,6 +279,23 @@ def test_twin_dataset_gives_each_images_counterfactual_twin(drawn_dataset):
     np.testing.assert_array_equal(plain.numpy()[0], to_model_input(read_image(pairs[0][0]), 32, CELL_VIEW))
 
 
+def test_twin_dataset_restains_twins_by_parts_when_asked(drawn_dataset):
+    from bloodcell.cellmask import find_cell
+    from bloodcell.counterfactual import BY_WHITE_CELLS, counterfactual_of
+    from bloodcell.imaging import CELL_VIEW, read_image, to_model_input
+
+    looks, pairs, labels = _drawn_looks_and_cells(drawn_dataset, ("monocyte", "seg_neutrophil"), 1)
+    images, _ = next(iter(make_dataset([p for p, _ in pairs], labels, 32, batch_size=2, view=CELL_VIEW,
+                                       twin_share=1.0, twin_stain_parts=True, looks=looks)))
+    for index, ((path, label), image) in enumerate(zip(pairs, images.numpy())):
+        photo = read_image(path)
+        by_parts = counterfactual_of(photo, label, looks, index, find_cell(photo), ruler=BY_WHITE_CELLS,
+                                     stain_parts=True)
+        np.testing.assert_array_equal(image, to_model_input(by_parts, 32, CELL_VIEW))
+        whole = counterfactual_of(photo, label, looks, index, find_cell(photo), ruler=BY_WHITE_CELLS)
+        assert np.abs(image - to_model_input(whole, 32, CELL_VIEW)).mean() > 0.5
+
+
 def test_choose_twins_splits_the_draw_between_twins_and_round_trips():
     import tensorflow as tf
 
@@ -349,6 +366,7 @@ def test_twin_pairs_put_each_view_and_its_twin_in_one_batch(drawn_dataset):
     ({"view": "cell", "twin_share": 0.5, "looks": {}, "magnification_transfer": 0.5}, "not both"),
     ({"view": "cell", "round_trip_share": 0.5, "looks": {}}, "go with twins"),
     ({"view": "cell", "twin_share": 0.6, "round_trip_share": 0.5, "looks": {}}, "cannot exceed 1"),
+    ({"view": "cell", "twin_stain_parts": True, "looks": {}}, "give twin_share or twin_pairs"),
 ])
 def test_twins_refuse_what_they_cannot_do(drawn_dataset, options, message):
     files = sorted((drawn_dataset / "monocyte").iterdir())[:2]
