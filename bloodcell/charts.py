@@ -124,6 +124,16 @@ def probability_text(probability: float, decimals: int = 1) -> str:
     return f"{probability:.{decimals}%}"
 
 
+def probability_points(probability: float, decimals: int = 1) -> float:
+    """A probability in percentage points for a numeric table column shown with `decimals` places.
+
+    Kept one shown step off 0 and 100, so that a model's 99.996% reads 99.9,
+    as probability_text's "> 99.9%" does, never a certainty of 100.0.
+    """
+    step = 10.0 ** -decimals
+    return min(max(100 * probability, step), 100 - step)
+
+
 def probability_figure(probabilities, highlight: int | None = None, threshold: float | None = None,
                        short_names: bool = False) -> go.Figure:
     """Horizontal bars of the five class probabilities (`short_names` for narrow columns)."""

@@ -8,7 +8,7 @@ from PIL import Image
 
 from bloodcell.abstention import NOT_A_CELL, NOT_CONFIDENT
 from bloodcell.cells import DISPLAY_NAMES
-from bloodcell.charts import counts_figure, probability_figure, probability_text
+from bloodcell.charts import counts_figure, probability_figure, probability_points, probability_text
 from bloodcell.config import CLASS_NAMES, SHIPPED_MODEL_NAMES
 from bloodcell.errors import ImageReadError
 from bloodcell.explain import GRADCAM, METHODS, overlay
@@ -236,8 +236,10 @@ def show_summary(rows: list[dict]) -> None:
     lab_of = {} if isinstance(numbers, str) else {look_column(lab): lab for lab in numbers}
     looks = [column for column in lab_of if column in rows[0]]
     shown = in_percent([{**row, **{column: DISPLAY_NAMES.get(row[column], "")
-                                   for column in ("predicted_class", *looks)}} for row in rows],
-                       ("confidence", *CLASS_NAMES, "red_cell_size"))
+                                   for column in ("predicted_class", *looks)},
+                         **{column: probability_points(row[column])
+                            for column in ("confidence", *CLASS_NAMES) if row[column] is not None}}
+                        for row in rows], ["red_cell_size"])
     columns = {
         "predicted_class": st.column_config.TextColumn("predicted class"),
         "confidence": st.column_config.ProgressColumn(min_value=0, max_value=100, format="%.1f%%"),

@@ -71,6 +71,14 @@ def test_probabilities_near_certainty_are_never_rounded_to_it():
     assert list(bars.data[0].text) == ["> 99.9%"] + ["< 0.1%"] * 4
 
 
+def test_table_percentages_stay_off_certainty_at_their_shown_precision():
+    from bloodcell.charts import probability_points
+
+    shown = [f"{probability_points(p):.1f}" for p in (0.99996, 1.0, 0.9994, 0.5, 0.00004, 0.0)]
+    assert shown == ["99.9", "99.9", "99.9", "50.0", "0.1", "0.1"]
+    assert f"{probability_points(0.996, 0):.0f}" == "99"
+
+
 def test_interval_figure_draws_each_interval_and_keeps_huge_drops_on_the_edge():
     rows = [
         {"model": "cell", "test accuracy": 0.9956, "test low": 0.987, "test high": 0.9985, "drop (points)": 2.5,
