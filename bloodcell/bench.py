@@ -40,6 +40,7 @@ from bloodcell.errors import BloodcellError
 from bloodcell.explain import GRADCAM, GRADCAM_PLUS_PLUS, METHODS, SCORECAM, SMOOTHGRAD
 from bloodcell.imaging import load_model_input, to_model_input, read_image
 from bloodcell.inference import MODEL_FILE, available_models
+from bloodcell.lookswap import LOOKS_FILE
 from bloodcell.runtime import LITE_FILE
 from bloodcell.service import ModelService
 
@@ -267,8 +268,19 @@ def _page_and_log(page, log: Path, chars: int = 3000) -> str:
     return f"--- page text ---\n{shown}\n--- app log ---\n{printed}"
 
 
+# The Predict page's toggle that shows each upload in both training labs' looks.
+LOOK_SWAP_TOGGLE = "Show each cell in both training labs' looks"
+LOOK_SWAP_SECTION = "in each training lab's look"
+
+
 def running_app(models_dir: Path, data_dir: Path | None, images: list[Path], predictions: int,
-                quick: bool = False) -> dict:
+                quick: bool = False, look_swap: bool = False) -> dict:
+    """Cold start, first prediction and resident memory of `streamlit run` under `predictions` uploads.
+
+    Every upload is compared by all models; with `look_swap` it is also
+    rendered in both labs' looks and classified there (the toggle's cache
+    fills as a user's would).
+    """
     log = Path(tempfile.mkdtemp(prefix="bloodcell-bench-")) / "streamlit.log"
     results: dict = {}
     with app_server(models_dir, data_dir, log) as server:
@@ -293,6 +305,13 @@ def running_app(models_dir: Path, data_dir: Path | None, images: list[Path], pre
                 if len(models) > 1:
                     page.get_by_text("Compare with").first.click()
                     wait_settled(page, len(models))
+                if look_swap:
+                    page.get_by_text(LOOK_SWAP_TOGGLE).first.click()
+                    # The rerun's section heading, before the next upload goes in.
+                    page.get_by_text(LOOK_SWAP_SECTION).first.wait_for(timeout=120_000)
+                    wait_settled(page, len(models))
+                    # Each rendering is captioned "As <lab> would show it; ...".
+                    results["look_swap_renderings_drawn"] = page.get_by_text("would show it").count()
                 # Resident memory after every quarter of the uploads: a plateau is a
                 # bounded cache filling up, steady growth to the end is a leak.
                 quarters = {max(1, predictions * q // 4) for q in range(1, 5)}
@@ -310,7 +329,7 @@ def running_app(models_dir: Path, data_dir: Path | None, images: list[Path], pre
                 browser.close()
         current, peak = _memory_mb(process.pid)
         results.update(
-            app_predictions=predictions, models_loaded=len(models),
+            app_predictions=predictions, models_loaded=len(models), look_swap=look_swap,
             rss_after_half_mb=marks.get(predictions // 2), rss_after_all_mb=marks.get(predictions),
             rss_growth_second_half_mb=round(marks.get(predictions, 0) - marks.get(predictions // 2, 0), 1),
             rss_trace_mb=" ".join(f"{index}:{mb}" for index, mb in sorted(marks.items())),
@@ -320,7 +339,7 @@ def running_app(models_dir: Path, data_dir: Path | None, images: list[Path], pre
 
 
 def run_benchmarks(model: str | None = None, models_dir: Path | None = None, data_dir: Path | None = None,
-                   quick: bool = False, predictions: int | None = None) -> dict:
+                   quick: bool = False, predictions: int | None = None, look_swap: bool = False) -> dict:
     models_dir = resolve_models_dir(models_dir)
     data_dir = resolve_data_dir(data_dir)
     names = available_models(models_dir)
@@ -329,13 +348,15 @@ def run_benchmarks(model: str | None = None, models_dir: Path | None = None, dat
     predictions = default_predictions if predictions is None else predictions
     if predictions < 2:
         raise BloodcellError("--predictions must be at least 2")
+    if look_swap and not (models_dir / LOOKS_FILE).is_file():
+        raise BloodcellError(f"--look-swap needs {models_dir / LOOKS_FILE} (write it with: python -m bloodcell looks)")
     images = benchmark_images(data_dir if data_dir.is_dir() else None, max(batch, predictions + 2))
     results = {
         "machine": {"cpu": cpu_name(), "cpu_count": os.cpu_count(), "platform": sys.platform,
                     "python": sys.version.split()[0]},
         "quick": quick,
         **in_process(model, models_dir, images, runs, batch),
-        **running_app(models_dir, data_dir if data_dir.is_dir() else None, images, predictions, quick),
+        **running_app(models_dir, data_dir if data_dir.is_dir() else None, images, predictions, quick, look_swap),
     }
     return results
 
@@ -347,8 +368,8 @@ def format_table(results: dict) -> str:
 
 
 def main(json_out: str | None, model: str | None, models_dir, data_dir, quick: bool,
-         predictions: int | None = None) -> dict:
-    results = run_benchmarks(model, models_dir, data_dir, quick, predictions)
+         predictions: int | None = None, look_swap: bool = False) -> dict:
+    results = run_benchmarks(model, models_dir, data_dir, quick, predictions, look_swap)
     print(format_table(results))
     if json_out:
         Path(json_out).write_text(json.dumps(results, indent=1) + "\n")

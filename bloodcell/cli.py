@@ -152,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="a fast smoke run with few repetitions")
     bench.add_argument("--predictions", type=int, metavar="N",
                        help="uploads to the running app while its memory is traced (default: 200; 4 with --quick)")
+    bench.add_argument("--look-swap", action="store_true",
+                       help="also show every upload in both training labs' looks in the app (needs lab_looks.json)")
     _add_models_dir(bench, "where models live")
 
     download = commands.add_parser("download", help="download the public Kaggle dataset",
@@ -313,7 +315,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from bloodcell.bench import main as bench_main
 
-    bench_main(args.json, args.model, args.models_dir, args.data, args.quick, args.predictions)
+    bench_main(args.json, args.model, args.models_dir, args.data, args.quick, args.predictions, args.look_swap)
     return 0
 
 

@@ -34,6 +34,30 @@ def test_quick_bench_reports_every_figure(tiny_models_dir, tmp_path, capsys):
     assert "predict_p50_ms" in printed and "peak_rss_mb" in printed
 
 
+def test_quick_bench_with_the_look_swap_fills_its_cache(tiny_models_dir, tmp_path):
+    """The app's memory is traced with every upload also shown in both labs' looks."""
+    import shutil
+
+    from bloodcell.config import PROJECT_ROOT
+    from bloodcell.lookswap import LOOKS_FILE
+
+    models = tmp_path / "models"
+    shutil.copytree(tiny_models_dir, models)
+    assert main(["bench", "--quick", "--look-swap", "--model", "cnn", "--models-dir", str(models),
+                 "--data", str(tmp_path / "no-data"), "--json", str(tmp_path / "no-looks.json")]) == 2
+    shutil.copy(PROJECT_ROOT / "models" / LOOKS_FILE, models / LOOKS_FILE)
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--quick", "--look-swap", "--model", "cnn", "--models-dir", str(models),
+                 "--data", str(tmp_path / "no-data"), "--json", str(out)]) == 0
+    results = json.loads(out.read_text())
+    from test_browser import find_chromium
+
+    find_chromium()
+    assert results["look_swap"] is True and results["peak_rss_mb"] > 0
+    # The drawn cells here have no nucleus the cell mask accepts, so the section says why instead.
+    assert results["look_swap_renderings_drawn"] == 0
+
+
 def test_table_lists_scalars_only():
     table = format_table({"a": 1, "nested": {"x": 1}, "b": "two"})
     assert "a" in table and "two" in table and "nested" not in table
