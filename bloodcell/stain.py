@@ -140,3 +140,22 @@ def transfer_stain_parts(rgb: np.ndarray, nucleus: np.ndarray, cytoplasm: np.nda
         moved.append((lab - np.asarray(source.mean, np.float32)) * scale + np.asarray(target.mean, np.float32))
     weight = np.clip(ndimage.gaussian_filter(nucleus.astype(np.float32), PART_EDGE_SIGMA), 0.0, 1.0)[..., None]
     return lab_to_rgb(weight * moved[0] + (1 - weight) * moved[1]).astype(np.float32)
+
+
+def part_relation(rgb: np.ndarray, nucleus: np.ndarray, cytoplasm: np.ndarray) -> np.ndarray:
+    """Nine numbers on how the nucleus is coloured against the cytoplasm, which no Reinhard transfer changes.
+
+    Per LAB channel: the nucleus' mean minus the cytoplasm's, the nucleus'
+    spread and the cytoplasm's spread, each over the whole cell's spread. A
+    whole-cell transfer moves every pixel by one affine map per channel, so
+    these stay as they were (up to colours clipped at the edge of sRGB):
+    what they tell, a re-staining cannot hide. Zeros where a part is empty.
+    """
+    nucleus, cytoplasm = np.asarray(nucleus, bool), np.asarray(cytoplasm, bool)
+    if not nucleus.any() or not cytoplasm.any():
+        return np.zeros(9, np.float32)
+    lab = rgb_to_lab(np.asarray(rgb, np.float32)[..., :3])
+    spread = lab[nucleus | cytoplasm].std(axis=0) + 1e-6
+    inside, around = lab[nucleus], lab[cytoplasm]
+    return np.concatenate([(inside.mean(axis=0) - around.mean(axis=0)) / spread,
+                           inside.std(axis=0) / spread, around.std(axis=0) / spread]).astype(np.float32)

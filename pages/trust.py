@@ -44,7 +44,10 @@ def explain_shortcuts() -> None:
     with st.expander("How each check works"):
         st.markdown(
             "- **Colour-only baselines** see nothing but colour. If they score high, colour gives "
-            "the label away, and a high model score proves little.\n"
+            "the label away, and a high model score proves little. One of them, the **stain relation**, "
+            "looks inside the white cell only: how its nucleus is coloured against its cytoplasm, in "
+            "nine numbers that any re-colouring of the whole cell leaves as they were, the "
+            "counterfactual's included.\n"
             "- **Shape-only baseline**: the opposite. It sees the cell's silhouette alone (nucleus, "
             "cytoplasm and background as three flat levels) and a few measurements of it: how much of "
             "the cell the nucleus takes, how lobed and how thick it is. No colour, no texture.\n"
@@ -86,7 +89,9 @@ def show_summary(audits: dict) -> None:
                  column_config={"what it sees": st.column_config.TextColumn(width="large"),
                                 **{key: percent_column(1) for key in baseline_columns}})
     st.caption("Colour alone tells the two labs apart, so it scores high on the test split and calls "
-               "every cross-source neutrophil a Barcelona class. The silhouette alone is far weaker on "
+               "every cross-source neutrophil a Barcelona class. The stain relation does too, from inside "
+               "the cell: since no re-staining changes it, a model trained on re-stained twins can still "
+               "read the lab there. The silhouette alone is far weaker on "
                "the test split, but it does not depend on the lab, so it keeps much of that score on the "
                "other lab's neutrophils. A model that looked only at the cell would behave like the "
                "second, only better.")

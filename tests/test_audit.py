@@ -29,6 +29,8 @@ def test_colour_features_shapes():
     assert features["colour_histogram"].shape == (48,)
     np.testing.assert_allclose(features["colour_histogram"].sum(), 3.0)
     assert features["corner_colour"].shape == (12,)
+    # A flat image has no nucleus: the stain relation is all zeros, not an error.
+    assert features["stain_relation"].shape == (9,) and not features["stain_relation"].any()
 
 
 def test_colour_baselines_read_the_lab_off_two_looks():
@@ -40,7 +42,7 @@ def test_colour_baselines_read_the_lab_off_two_looks():
     assert results["mean_colour"]["test_accuracy"] == 1.0
     assert results["corner_colour"]["test_accuracy"] == 1.0
     assert {row["baseline"] for row in baseline_rows({"colour_baselines": results})} == {
-        "mean colour", "colour histogram", "corner colour"}
+        "mean colour", "colour histogram", "corner colour", "stain relation"}
 
 
 def test_shape_baseline_reads_the_nucleus_whatever_the_look():

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bloodcell.stain import (StainStats, average_stats, lab_to_rgb, rgb_to_lab, stain_stats, transfer_stain,
-                            transfer_stain_parts)
+from bloodcell.stain import (StainStats, average_stats, lab_to_rgb, part_relation, rgb_to_lab, stain_stats,
+                            transfer_stain, transfer_stain_parts)
 
 
 def test_lab_of_known_colours():
@@ -58,32 +58,21 @@ def _two_part_cell(rng):
     return rgb, nucleus, cell & ~nucleus
 
 
-def _relation(rgb, nucleus, cytoplasm):
-    """Per LAB channel: nucleus mean minus cytoplasm mean, and each part's spread, over the cell's spread.
-
-    A whole-cell transfer moves every pixel by one affine map per channel, so it keeps these.
-    """
-    lab = rgb_to_lab(rgb)
-    spread = lab[nucleus | cytoplasm].std(0)
-    return np.concatenate([(lab[nucleus].mean(0) - lab[cytoplasm].mean(0)) / spread,
-                           lab[nucleus].std(0) / spread, lab[cytoplasm].std(0) / spread])
-
-
 def test_whole_cell_transfer_keeps_the_nucleus_against_cytoplasm_relation_parts_transfer_moves_it():
     rgb, nucleus, cytoplasm = _two_part_cell(np.random.default_rng(2))
     nucleus_target = StainStats(mean=(35.0, 40.0, -40.0), std=(2.0, 2.0, 2.0))
     cytoplasm_target = StainStats(mean=(75.0, 12.0, -2.0), std=(8.0, 8.0, 8.0))
     whole_target = StainStats(mean=(50.0, 25.0, -20.0), std=(15.0, 12.0, 15.0))
-    before = _relation(rgb, nucleus, cytoplasm)
+    before = part_relation(rgb, nucleus, cytoplasm)
     whole = transfer_stain(rgb, whole_target, mask=nucleus | cytoplasm)
-    np.testing.assert_allclose(_relation(whole, nucleus, cytoplasm), before, atol=0.05)
+    np.testing.assert_allclose(part_relation(whole, nucleus, cytoplasm), before, atol=0.05)
     parts = transfer_stain_parts(rgb, nucleus, cytoplasm, nucleus_target, cytoplasm_target)
     # Each part lands on its own target (the edge mixes a pixel or so of each, so look inside).
     distance = np.hypot(*(np.mgrid[:60, :60] - 30))
     inner_nucleus, outer_cytoplasm = nucleus & (distance <= 9), cytoplasm & (distance >= 15)
     np.testing.assert_allclose(stain_stats(parts, inner_nucleus).mean, nucleus_target.mean, atol=1.0)
     np.testing.assert_allclose(stain_stats(parts, outer_cytoplasm).mean, cytoplasm_target.mean, atol=1.0)
-    assert np.abs(_relation(parts, nucleus, cytoplasm) - before).max() > 0.2
+    assert np.abs(part_relation(parts, nucleus, cytoplasm) - before).max() > 0.2
     assert parts.shape == rgb.shape and parts.dtype == np.float32
 
 
@@ -92,3 +81,9 @@ def test_parts_transfer_needs_both_parts():
     target = StainStats(mean=(50.0, 20.0, -20.0), std=(5.0, 5.0, 5.0))
     with pytest.raises(ValueError, match="both a nucleus and a cytoplasm"):
         transfer_stain_parts(rgb, np.zeros_like(nucleus), cytoplasm, target, target)
+
+
+def test_part_relation_is_zero_without_a_part():
+    rgb, nucleus, cytoplasm = _two_part_cell(np.random.default_rng(4))
+    assert part_relation(rgb, nucleus, cytoplasm).shape == (9,)
+    assert not part_relation(rgb, nucleus, np.zeros_like(cytoplasm)).any()
