@@ -60,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=SPLIT_SEED,
                        help=f"seed of the weights' initialisation, shuffling and augmentation, for a second "
                        f"run of one recipe (default: the split's, {SPLIT_SEED}; the split itself never changes)")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="recipe_options",
+                       help="change one entry of the model's recipe (bloodcell/training.py RECIPES), e.g. "
+                       "twin_stain_parts=true, round_trip_share=0.25, focus_levels=[5.7,12.5]; repeatable; "
+                       "the card records each change")
 
     soup = commands.add_parser("soup", help="average several training runs of one model into one",
                                description="Average the weights of runs of one MobileNetV2 recipe that differ "
@@ -164,12 +168,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from bloodcell.training import train
+    from bloodcell.training import parse_recipe_options, train
 
     verbose = 0 if args.quiet else (1 if sys.stdout.isatty() else 2)
     out = train(args.model, resolve_data_dir(args.data), resolve_models_dir(args.out),
                 epochs=args.epochs, base_weights=args.base_weights,
-                image_size=args.image_size, batch_size=args.batch_size, seed=args.seed, verbose=verbose)
+                image_size=args.image_size, batch_size=args.batch_size, seed=args.seed, verbose=verbose,
+                recipe_options=parse_recipe_options(args.recipe_options))
     metrics = json.loads((out / "metrics.json").read_text())
     card = json.loads((out / "card.json").read_text())
     print(f"{args.model}: test accuracy {metrics['accuracy']:.4f}, macro F1 {metrics['macro_f1']:.4f} "

@@ -26,8 +26,8 @@ from bloodcell.counterfactual import BY_RED_CELLS, BY_WHITE_CELLS, lab_looks
 from bloodcell.data import SplitManifest, load_or_create_manifest, sha256_file
 from bloodcell.errors import BloodcellError
 from bloodcell.imaging import CELL_VIEWS, FILL_CELL_VIEW, FULL_VIEW, GREY_CELL_VIEW
-from bloodcell.inference import (CARD_FILE, HISTORY_FILE, METRICS_FILE, MODEL_FILE, TTA_FLIPS, Classifier,
-                                 read_json, softmax)
+from bloodcell.inference import (CARD_FILE, HISTORY_FILE, METRICS_FILE, MODEL_FILE, TEST_TIME_AUGMENTATIONS,
+                                 TTA_FLIPS, Classifier, read_json, softmax)
 from bloodcell.metrics import classification_metrics
 from bloodcell.models import MOBILENET_FINE_TUNE_FROM, build_model, get_spec, set_mobilenet_trainable
 from bloodcell.pipeline import RANDOM_CONVOLUTION_KERNELS, make_dataset, other_lab_zoom
@@ -89,6 +89,50 @@ RECIPES["celltexture"] = {**RECIPES["cellfocus"], "epochs": 32, "patience": 6, "
 # (best 19) and ran all 32 epochs (best 30): up to 40 epochs, more patience.
 RECIPES["celltwin"] = {**RECIPES["celltexture"], "magnification_transfer": 0.0, "twin_share": 0.5,
                        "epochs": 40, "patience": 8}
+
+# The recipe keys `train --set KEY=VALUE` may change, and the type of each:
+# every option the lab notebook's runs used, so that each of them can be
+# repeated from the command line.
+RECIPE_OPTION_TYPES: dict[str, type] = {
+    "epochs": int, "head_epochs": int, "batch_size": int, "patience": int, "lr_patience": int,
+    "learning_rate": float, "fine_tune_learning_rate": float, "lr_factor": float,
+    "magnification_transfer": float, "random_texture": float, "twin_share": float,
+    "round_trip_share": float, "twin_consistency": float,
+    "colour_augment": bool, "twin_stain_parts": bool,
+    "fine_tune_from": str, "test_time_augmentation": str, "magnification_ruler": str,
+    "focus_levels": tuple,
+}
+
+
+def parse_recipe_options(options: list[str]) -> dict:
+    """`KEY=VALUE` texts as recipe entries of the right type, or a one-line error.
+
+    VALUE is read as JSON where it can be (numbers, true/false, lists),
+    otherwise as text; focus_levels takes a list of numbers, e.g. [5.7, 12.5].
+    """
+    parsed = {}
+    for option in options:
+        key, separator, text = option.partition("=")
+        key = key.strip()
+        if not separator or key not in RECIPE_OPTION_TYPES:
+            raise BloodcellError(f"--set takes KEY=VALUE with KEY one of: {', '.join(sorted(RECIPE_OPTION_TYPES))} "
+                                 f"(got {option!r})")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        wanted = RECIPE_OPTION_TYPES[key]
+        if wanted is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if wanted is tuple and isinstance(value, list) and value and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+            value = tuple(float(v) for v in value)
+        if not isinstance(value, wanted) or (wanted is int and isinstance(value, bool)):
+            raise BloodcellError(f"--set {key} takes {'a list of numbers' if wanted is tuple else wanted.__name__}, "
+                                 f"got {text!r}")
+        parsed[key] = value
+    return parsed
+
 
 # Recorded in the card of a model that sees the cell view: what was done
 # against the two-lab shortcut, and why.
@@ -356,10 +400,18 @@ def train(
     batch_size: int | None = None,
     seed: int = SPLIT_SEED,
     verbose: int = 1,
+    recipe_options: dict | None = None,
 ) -> Path:
-    """Train model `name`, write its four files, and return its folder."""
+    """Train model `name`, write its four files, and return its folder.
+
+    `recipe_options` (parse_recipe_options) change the named recipe's
+    entries; the card records them beside the recipe they changed.
+    """
     spec = get_spec(name)
-    recipe = dict(RECIPES[name])
+    recipe = {**RECIPES[name], **(recipe_options or {})}
+    if recipe.get("test_time_augmentation") not in (None, *TEST_TIME_AUGMENTATIONS):
+        raise BloodcellError(f"unknown test_time_augmentation {recipe['test_time_augmentation']!r} "
+                             f"(known: {', '.join(TEST_TIME_AUGMENTATIONS)})")
     if epochs is not None:
         if epochs < 1:
             raise BloodcellError("--epochs must be at least 1")
@@ -384,16 +436,19 @@ def train(
     colour_augment = bool(recipe.get("colour_augment"))
     consistency = recipe.get("twin_consistency", 0.0)
     twins = bool(recipe.get("twin_share") or consistency)
-    train_ds = make_dataset(train_paths, train_labels, size, bs, shuffle=True, augment=True, seed=seed,
-                            view=spec.view, colour_augment=colour_augment,
-                            magnification_transfer=recipe.get("magnification_transfer", 0.0),
-                            magnification_ruler=recipe.get("magnification_ruler", BY_WHITE_CELLS),
-                            random_texture=recipe.get("random_texture", 0.0),
-                            twin_share=recipe.get("twin_share", 0.0), twin_pairs=bool(consistency),
-                            round_trip_share=recipe.get("round_trip_share", 0.0),
-                            twin_stain_parts=bool(recipe.get("twin_stain_parts")),
-                            looks=lab_looks(manifest, data_dir) if twins else None,
-                            focus_levels=recipe.get("focus_levels"))
+    try:
+        train_ds = make_dataset(train_paths, train_labels, size, bs, shuffle=True, augment=True, seed=seed,
+                                view=spec.view, colour_augment=colour_augment,
+                                magnification_transfer=recipe.get("magnification_transfer", 0.0),
+                                magnification_ruler=recipe.get("magnification_ruler", BY_WHITE_CELLS),
+                                random_texture=recipe.get("random_texture", 0.0),
+                                twin_share=recipe.get("twin_share", 0.0), twin_pairs=bool(consistency),
+                                round_trip_share=recipe.get("round_trip_share", 0.0),
+                                twin_stain_parts=bool(recipe.get("twin_stain_parts")),
+                                looks=lab_looks(manifest, data_dir) if twins else None,
+                                focus_levels=recipe.get("focus_levels"))
+    except ValueError as exc:  # a combination of recipe options that does not go together
+        raise BloodcellError(f"{name}'s recipe{' with --set' if recipe_options else ''}: {exc}") from None
     val_ds = make_dataset(val_paths, val_labels, size, bs, view=spec.view)
     # What fits: the network itself, or a twin of its graph whose training loss
     # also asks each image and its twin for the same answer (shared layers).
@@ -456,6 +511,7 @@ def train(
         "file_size_bytes": model_path.stat().st_size,
         "split": {"manifest_sha256": manifest.content_hash(), "sizes": manifest.sizes(),
                   "seed": manifest.seed},
+        "recipe_options": dict(recipe_options or {}),
         "hyperparameters": {**recipe, "optimizer": "adam", "loss": "sparse categorical cross-entropy" + (
                                 f" + {consistency:g} x Jensen-Shannon divergence between each image and its twin"
                                 if consistency else ""),

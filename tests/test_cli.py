@@ -88,6 +88,34 @@ def test_train_seed_reaches_the_card(capsys, tmp_path, drawn_dataset):
         assert card["split"]["seed"] == SPLIT_SEED
 
 
+def test_train_set_changes_the_recipe_and_the_card_says_so(capsys, tmp_path, drawn_dataset):
+    """A run of the lab notebook's kind from the command line: one recipe entry changed, recorded."""
+    code, _, err = run_cli(capsys, "-q", "train", "--model", "cnn", "--data", str(drawn_dataset),
+                           "--out", str(tmp_path), "--epochs", "1", "--image-size", "32", "--batch-size", "8",
+                           "--set", "lr_factor=0.25", "--set", "learning_rate=0.002")
+    assert code == 0, err
+    card = json.loads((tmp_path / "cnn" / "card.json").read_text())
+    assert card["recipe_options"] == {"lr_factor": 0.25, "learning_rate": 0.002}
+    assert card["hyperparameters"]["lr_factor"] == 0.25 and card["hyperparameters"]["learning_rate"] == 0.002
+
+
+@pytest.mark.parametrize("option, message", [
+    ("nope=1", "KEY one of"),
+    ("twin_share", "KEY one of"),
+    ("epochs=two", "takes int"),
+    ("twin_stain_parts=1", "takes bool"),
+    ("focus_levels=5.7", "a list of numbers"),
+    ("twin_stain_parts=true", "give twin_share or twin_pairs"),
+    ("test_time_augmentation=rotations", "unknown test_time_augmentation"),
+])
+def test_train_set_refuses_what_the_recipe_cannot_take_in_one_line(capsys, tmp_path, drawn_dataset, option, message):
+    code, _, err = run_cli(capsys, "-q", "train", "--model", "cnn", "--data", str(drawn_dataset),
+                           "--out", str(tmp_path), "--epochs", "1", "--image-size", "32", "--set", option)
+    # The drawn dataset's own warning (a duplicate kept in one split) may come first.
+    lines = [line for line in err.strip().splitlines() if not line.startswith("warning:")]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], err
+
+
 def test_download_offline_says_how_to_get_it(capsys, tmp_path, monkeypatch):
     import kagglehub
 

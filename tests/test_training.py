@@ -361,3 +361,14 @@ def test_a_round_trip_recipe_says_so_and_why_it_was_chosen():
     assert with_trips["round_trips"] == ROUND_TRIP_MEASURES["round_trips"]
     assert with_trips["selection"] == ROUND_TRIP_MEASURES["selection"] != TWIN_MEASURES["selection"]
     assert with_trips["twins"] == TWIN_MEASURES["twins"]
+
+
+def test_recipe_options_are_read_with_their_types():
+    from bloodcell.training import RECIPE_OPTION_TYPES, RECIPES, parse_recipe_options
+
+    assert parse_recipe_options(["twin_stain_parts=true", "round_trip_share=0.25", "epochs=12",
+                                 "focus_levels=[5.7, 12.5]", "learning_rate=1", "fine_tune_from=block_14_expand"]) == {
+        "twin_stain_parts": True, "round_trip_share": 0.25, "epochs": 12, "focus_levels": (5.7, 12.5),
+        "learning_rate": 1.0, "fine_tune_from": "block_14_expand"}
+    # Every entry of every shipped recipe can be set, so any recipe can be rebuilt from another.
+    assert {key for recipe in RECIPES.values() for key in recipe} <= set(RECIPE_OPTION_TYPES)
