@@ -70,8 +70,7 @@ def colour_features(image: Image.Image, mask: CellMask | None = None) -> dict[st
     """Four label-blind descriptions of an image: mean colour, histogram, corners, and inside the
     white cell (`mask`, found when not given) the nucleus' colours against the cytoplasm's."""
     mask = mask or find_cell(image)
-    nucleus = mask.nucleus & mask.cell
-    relation = part_relation(np.asarray(image.convert("RGB")), nucleus, mask.cell & ~nucleus)
+    relation = part_relation(np.asarray(image.convert("RGB")), *mask.parts())
     pixels = np.asarray(image.convert("RGB").resize((128, 128), Image.Resampling.BILINEAR), np.float32)
     histogram = np.concatenate([
         np.histogram(pixels[..., c], bins=HISTOGRAM_BINS, range=(0, 256))[0] for c in range(3)

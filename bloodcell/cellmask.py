@@ -95,6 +95,11 @@ class CellMask:
             return "no cell in the middle of the image (several cells, or crop to one cell)"
         return None
 
+    def parts(self) -> tuple[np.ndarray, np.ndarray]:
+        """The cell's nucleus and its cytoplasm (the cell without the nucleus), as boolean masks."""
+        nucleus = self.nucleus & self.cell
+        return nucleus, self.cell & ~nucleus
+
     def cell_side(self) -> int:
         """The cell's longer side in pixels (0 without a cell)."""
         if not self.found:

@@ -149,7 +149,7 @@ def lab_look(images: list[Image.Image], fields: int = 8) -> LabLook:
     red_cells = [d for im, m in zip(images, masks) for d in red_cell_diameters(im, m)]
     parts = []  # (nucleus, cytoplasm) stain of each cell that has both
     for image, mask in zip(images, masks):
-        nucleus, cytoplasm = _parts(mask)
+        nucleus, cytoplasm = mask.parts()
         if mask.found and _both_parts(nucleus, cytoplasm):
             pixels = np.asarray(image.convert("RGB"))
             parts.append((stain_stats(pixels, nucleus), stain_stats(pixels, cytoplasm)))
@@ -158,12 +158,6 @@ def lab_look(images: list[Image.Image], fields: int = 8) -> LabLook:
                    float(np.median(red_cells)) if red_cells else None,
                    average_stats([n for n, _ in parts]) if parts else None,
                    average_stats([c for _, c in parts]) if parts else None)
-
-
-def _parts(mask: CellMask) -> tuple[np.ndarray, np.ndarray]:
-    """The cell's nucleus and its cytoplasm (the cell without the nucleus)."""
-    nucleus = mask.nucleus & mask.cell
-    return nucleus, mask.cell & ~nucleus
 
 
 def _both_parts(nucleus: np.ndarray, cytoplasm: np.ndarray) -> bool:
@@ -195,7 +189,7 @@ def as_other_lab(image: Image.Image, look: LabLook, field_index: int = 0,
     rgb = image.convert("RGB")
     mask = mask or find_cell(rgb)
     pixels = np.asarray(rgb, dtype=np.float32)
-    nucleus, cytoplasm = _parts(mask)
+    nucleus, cytoplasm = mask.parts()
     if (stain_parts and mask.found and look.nucleus_stain and look.cytoplasm_stain
             and _both_parts(nucleus, cytoplasm)):
         restained = transfer_stain_parts(pixels, nucleus, cytoplasm, look.nucleus_stain, look.cytoplasm_stain)

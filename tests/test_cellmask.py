@@ -30,6 +30,13 @@ def test_mask_matches_a_drawn_cell(look, lobes, seed):
     assert right - left == pytest.approx(bottom - top, abs=2)
 
 
+def test_parts_split_the_cell_into_nucleus_and_cytoplasm():
+    mask = find_cell(draw_field("peach", seed=3)[0])
+    nucleus, cytoplasm = mask.parts()
+    assert nucleus.any() and cytoplasm.any() and not (nucleus & cytoplasm).any()
+    np.testing.assert_array_equal(nucleus | cytoplasm, mask.cell)
+
+
 def test_lobes_of_one_nucleus_count_as_one():
     image, _ = draw_field("blue-white", lobes=3)
     assert find_cell(image).components == 1
