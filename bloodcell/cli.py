@@ -64,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="change one entry of the model's recipe (bloodcell/training.py RECIPES), e.g. "
                        "twin_stain_parts=true, round_trip_share=0.25, focus_levels=[5.7,12.5]; repeatable; "
                        "the card records each change")
+    train.add_argument("--init-from", metavar="MODEL",
+                       help="start from this trained model's weights (a name in the models folder, or a folder) "
+                       "instead of ImageNet's or random ones, e.g. to train a shipped model further on your "
+                       "lab's own photos; its network must be the same; the card records it")
 
     soup = commands.add_parser("soup", help="average several training runs of one model into one",
                                description="Average the weights of runs of one MobileNetV2 recipe that differ "
@@ -174,7 +178,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     out = train(args.model, resolve_data_dir(args.data), resolve_models_dir(args.out),
                 epochs=args.epochs, base_weights=args.base_weights,
                 image_size=args.image_size, batch_size=args.batch_size, seed=args.seed, verbose=verbose,
-                recipe_options=parse_recipe_options(args.recipe_options))
+                recipe_options=parse_recipe_options(args.recipe_options), init_from=args.init_from)
     metrics = json.loads((out / "metrics.json").read_text())
     card = json.loads((out / "card.json").read_text())
     print(f"{args.model}: test accuracy {metrics['accuracy']:.4f}, macro F1 {metrics['macro_f1']:.4f} "

@@ -76,7 +76,8 @@ def _check_file(path: Path, expected_sha256: str | None, verify: bool) -> None:
         )
 
 
-def _load_keras(folder: Path, card: dict, verify_checksum: bool):
+def load_keras(folder: Path, card: dict, verify_checksum: bool):
+    """The Keras network of a model folder, its file checked against the card's checksum."""
     import keras
 
     model_path = folder / MODEL_FILE
@@ -253,7 +254,7 @@ class Classifier:
     def model(self):
         """The Keras model (loaded on first use when the classifier runs in LiteRT)."""
         if self._model is None:
-            self._model = _load_keras(self.model_dir, self.card, verify_checksum=True)
+            self._model = load_keras(self.model_dir, self.card, verify_checksum=True)
         return self._model
 
     @property
@@ -298,7 +299,7 @@ class Classifier:
             _check_file(lite_path, lite.get("sha256"), verify_checksum)
             classifier = cls(None, card, folder, runner=LiteRunner(lite_path))
         else:
-            classifier = cls(_load_keras(folder, card, verify_checksum), card, folder)
+            classifier = cls(load_keras(folder, card, verify_checksum), card, folder)
         classifier.outlier_detector = load_outlier_detector(folder, card, verify_checksum)
         return classifier
 

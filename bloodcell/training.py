@@ -27,7 +27,7 @@ from bloodcell.data import SplitManifest, load_or_create_manifest, sha256_file
 from bloodcell.errors import BloodcellError
 from bloodcell.imaging import CELL_VIEWS, FILL_CELL_VIEW, FULL_VIEW, GREY_CELL_VIEW
 from bloodcell.inference import (CARD_FILE, HISTORY_FILE, METRICS_FILE, MODEL_FILE, TEST_TIME_AUGMENTATIONS,
-                                 TTA_FLIPS, Classifier, read_json, softmax)
+                                 TTA_FLIPS, Classifier, load_keras, read_json, resolve_model_dir, softmax)
 from bloodcell.metrics import classification_metrics
 from bloodcell.models import MOBILENET_FINE_TUNE_FROM, build_model, get_spec, set_mobilenet_trainable
 from bloodcell.pipeline import RANDOM_CONVOLUTION_KERNELS, make_dataset, other_lab_zoom
@@ -327,6 +327,8 @@ def _split_data(manifest: SplitManifest, data_dir: Path, split: str) -> tuple[li
 
 
 def _fit_phase(model, train_ds, val_ds, epochs, initial_epoch, learning_rate, recipe, verbose):
+    if epochs <= 0:  # head_epochs=0: a warm start needs no frozen-backbone phase
+        return []
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss=keras.losses.SparseCategoricalCrossentropy(),
@@ -390,6 +392,28 @@ def _imagenet_weights_info(weights: str) -> dict:
     return {"source": Path(weights).name, "sha256": sha256_file(Path(weights))}
 
 
+def warm_start(model: keras.Model, source: str | Path) -> dict:
+    """Copy the weights of the trained model `source` (a name or a folder) into `model`.
+
+    The two networks must be the same (the same layers and weight shapes).
+    Returns what the card records of the start.
+    """
+    folder = resolve_model_dir(str(source))
+    card = read_json(folder / CARD_FILE)
+    if card.get("pair"):
+        members = ", ".join(str(card["pair"].get(role, {}).get("model")) for role in ("between", "within"))
+        raise BloodcellError(f"--init-from {source}: a pair has no network of its own; start from one of its "
+                             f"members ({members})")
+    trained = load_keras(folder, card, verify_checksum=True)
+    try:
+        model.set_weights(trained.get_weights())
+    except ValueError as exc:
+        raise BloodcellError(f"--init-from {source}: its network ({card.get('name', folder.name)}, "
+                             f"{len(trained.weights)} weight arrays) is not this model's "
+                             f"({len(model.weights)}): {str(exc).splitlines()[0]}") from None
+    return {"model": card.get("name", folder.name), "folder": str(folder), "file_sha256": card.get("file_sha256")}
+
+
 def train(
     name: str,
     data_dir: Path,
@@ -401,11 +425,16 @@ def train(
     seed: int = SPLIT_SEED,
     verbose: int = 1,
     recipe_options: dict | None = None,
+    init_from: str | Path | None = None,
 ) -> Path:
     """Train model `name`, write its four files, and return its folder.
 
     `recipe_options` (parse_recipe_options) change the named recipe's
     entries; the card records them beside the recipe they changed.
+    `init_from` (a trained model's name or folder, of the same network)
+    starts from its weights instead of ImageNet's or random ones, e.g. to
+    train a shipped model further on a lab's own photos; the recipe then
+    runs as usual (`head_epochs=0` skips the frozen-backbone phase).
     """
     spec = get_spec(name)
     recipe = {**RECIPES[name], **(recipe_options or {})}
@@ -423,12 +452,14 @@ def train(
     size = image_size or spec.input_size
     data_dir, models_dir = Path(data_dir), Path(models_dir)
 
-    weights = resolve_imagenet_weights(base_weights) if spec.backbone == "mobilenetv2" else None
+    # A warm start brings its own weights: no ImageNet file is needed.
+    weights = resolve_imagenet_weights(base_weights) if spec.backbone == "mobilenetv2" and not init_from else None
     if weights and weights != "imagenet" and not Path(weights).is_file():
         raise BloodcellError(f"ImageNet weights file not found: {weights}")
     manifest = load_or_create_manifest(data_dir, models_dir)
     keras.utils.set_random_seed(seed)
     model = build_model(name, size, base_weights=weights)
+    started_from = warm_start(model, init_from) if init_from else None
 
     train_paths, train_labels = _split_data(manifest, data_dir, "train")
     val_paths, val_labels = _split_data(manifest, data_dir, "val")
@@ -545,6 +576,7 @@ def train(
         "training_seconds": round(training_seconds, 1),
         "environment": _environment(),
         "imagenet_weights": _imagenet_weights_info(weights) if weights else None,
+        "initialised_from": started_from,
         "test_metrics": {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"],
                          "n": metrics["n"]},
         "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

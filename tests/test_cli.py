@@ -116,6 +116,13 @@ def test_train_set_refuses_what_the_recipe_cannot_take_in_one_line(capsys, tmp_p
     assert code == 2 and len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], err
 
 
+def test_train_init_from_a_missing_model_is_one_line(capsys, tmp_path, drawn_dataset):
+    code, _, err = run_cli(capsys, "-q", "train", "--model", "cnn", "--data", str(drawn_dataset), "--out",
+                           str(tmp_path), "--epochs", "1", "--image-size", "32", "--init-from", str(tmp_path / "nope"))
+    lines = [line for line in err.strip().splitlines() if not line.startswith("warning:")]
+    assert code == 2 and len(lines) == 1 and "not found" in lines[0], err
+
+
 def test_download_offline_says_how_to_get_it(capsys, tmp_path, monkeypatch):
     import kagglehub
 

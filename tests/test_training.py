@@ -372,3 +372,56 @@ def test_recipe_options_are_read_with_their_types():
         "learning_rate": 1.0, "fine_tune_from": "block_14_expand"}
     # Every entry of every shipped recipe can be set, so any recipe can be rebuilt from another.
     assert {key for recipe in RECIPES.values() for key in recipe} <= set(RECIPE_OPTION_TYPES)
+
+
+def test_a_warm_start_begins_from_the_trained_models_weights(tiny_models_dir, drawn_dataset, tmp_path):
+    from bloodcell.training import train
+
+    source = tiny_models_dir / "cnn"
+    out = train("cnn", drawn_dataset, tmp_path, epochs=1, image_size=32, batch_size=8, verbose=0,
+                recipe_options={"learning_rate": 0.0}, init_from=source)
+    card = json.loads((out / "card.json").read_text())
+    assert card["initialised_from"] == {"model": "cnn", "folder": str(source),
+                                        "file_sha256": json.loads((source / "card.json").read_text())["file_sha256"]}
+    # With a learning rate of 0 the kernels stay exactly where the start left them.
+    started, trained = Classifier.load(str(source)).model, Classifier.load(str(out)).model
+    kernels = [(a, b) for a, b in zip(started.weights, trained.weights) if "kernel" in a.path]
+    assert kernels and all(np.array_equal(a.numpy(), b.numpy()) for a, b in kernels)
+    plain = json.loads((tiny_models_dir / "cnn" / "card.json").read_text())
+    assert plain["initialised_from"] is None
+
+
+def test_a_warm_start_refuses_a_pair_and_another_network(tiny_models_dir, drawn_dataset, tmp_path):
+    import keras
+
+    from bloodcell.training import train
+
+    pair = tmp_path / "somepair"
+    pair.mkdir()
+    (pair / "card.json").write_text(json.dumps({"name": "somepair", "pair": {"between": {"model": "a"},
+                                                                              "within": {"model": "b"}}}))
+    with pytest.raises(BloodcellError, match="a pair has no network of its own; start from one of its members"):
+        train("cnn", drawn_dataset, tmp_path / "out", epochs=1, image_size=32, verbose=0, init_from=pair)
+    other = tmp_path / "other"
+    other.mkdir()
+    small = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Conv2D(2, 3), keras.layers.GlobalAveragePooling2D(),
+                              keras.layers.Dense(5)])
+    small.save(other / "model.keras")
+    (other / "card.json").write_text(json.dumps({"name": "other"}))
+    with pytest.raises(BloodcellError, match="is not this model's"):
+        train("cnn", drawn_dataset, tmp_path / "out", epochs=1, image_size=32, verbose=0, init_from=other)
+
+
+def test_a_warm_started_mobilenet_skips_the_head_phase_and_needs_no_imagenet_file(tiny_cell_models_dir, drawn_dataset,
+                                                                                   tmp_path, monkeypatch):
+    from bloodcell.config import IMAGENET_WEIGHTS_ENV
+    from bloodcell.training import train
+
+    monkeypatch.setenv(IMAGENET_WEIGHTS_ENV, str(tmp_path / "no-such-weights.h5"))
+    out = train("cellfocus", drawn_dataset, tmp_path, epochs=1, image_size=32, batch_size=8, verbose=0,
+                recipe_options={"head_epochs": 0}, init_from=tiny_cell_models_dir / "cellfocus")
+    card = json.loads((out / "card.json").read_text())
+    history = json.loads((out / "history.json").read_text())
+    assert card["imagenet_weights"] is None and card["initialised_from"]["model"] == "cellfocus"
+    assert card["hyperparameters"]["head_epochs"] == 0 and card["epochs_run"] == 1
+    assert [row["phase"] for row in history] == ["fine_tune"]
