@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from bloodcell.compression import settings_of
 from bloodcell.config import CLASS_NAMES
 from bloodcell.data import list_images
 from bloodcell.errors import ImageReadError
@@ -40,16 +41,22 @@ def overview(root: Path) -> DatasetOverview | None:
     return DatasetOverview(root, files) if files else None
 
 
-def image_sizes(paths: list[Path]) -> Counter:
-    """(width, height) -> count, read from the file headers only."""
-    sizes: Counter = Counter()
+def file_kinds(paths: list[Path]) -> Counter:
+    """(size "WxH", how the file was saved) -> count, read from the file headers only.
+
+    How it was saved: a JPEG's quality and colour subsampling
+    (bloodcell.compression), otherwise its format.
+    """
+    kinds: Counter = Counter()
     for path in paths:
         try:
             with Image.open(path) as image:
-                sizes[image.size] += 1
-        except (OSError, ValueError):
-            sizes[("unreadable", "")] += 1
-    return sizes
+                settings = settings_of(image)
+                saved_as = settings.describe() if settings else (image.format or "unknown format")
+                kinds[(f"{image.width}x{image.height}", saved_as)] += 1
+        except (OSError, ValueError, SyntaxError):
+            kinds[("unreadable", "unreadable")] += 1
+    return kinds
 
 
 def mean_colour(paths: list[Path], sample: int = 60, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -62,6 +62,15 @@ def test_page_renders_without_dataset(without_data, page):
         assert any("python -m bloodcell download" in info.value for info in app.info)
 
 
+def test_dataset_page_says_how_each_classs_files_were_saved(with_data):
+    app = open_page("pages/dataset.py")
+    assert not app.exception, app.exception
+    saved = next(frame.value for frame in app.dataframe if "saved as" in frame.value.columns)
+    by_class = {label: set(saved[saved["class"] == label]["saved as"]) for label in saved["class"]}
+    assert "JPEG quality 75, colour 4:4:4" in by_class["basophil"]
+    assert by_class["seg_neutrophil"] == {"JPEG quality 95, colour 4:2:0"}
+
+
 def test_training_page_gives_each_test_accuracy_its_interval(without_data):
     app = open_page("pages/training.py")
     assert not app.exception, app.exception

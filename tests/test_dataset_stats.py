@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from bloodcell.config import CLASS_NAMES
-from bloodcell.dataset_stats import gallery_page, image_sizes, mean_colour, overview, thumbnail
+from bloodcell.dataset_stats import file_kinds, gallery_page, mean_colour, overview, thumbnail
 from conftest import make_drawn_dataset
 
 
@@ -24,7 +24,6 @@ def test_sizes_colours_pages_and_thumbnails(tmp_path):
     root = make_drawn_dataset(tmp_path / "d", per_class=4)
     paths = overview(root).files["myeloblast"]
     (root / "myeloblast" / "zz_broken.png").write_bytes(b"nope")
-    assert image_sizes(paths) == {(48, 48): 4}
     mean, spread = mean_colour(paths)
     assert mean.shape == (3,) and np.all(mean > 0) and np.all(spread >= 0)
     assert gallery_page(paths, 0, 3, None) == paths[:3]
@@ -33,3 +32,12 @@ def test_sizes_colours_pages_and_thumbnails(tmp_path):
     assert sorted(shuffled) == sorted(paths) and shuffled == gallery_page(paths, 0, 4, shuffle_seed=7)
     assert thumbnail(paths[0], side=20).size == (20, 20)
     assert thumbnail(root / "myeloblast" / "zz_broken.png") is None
+
+
+def test_file_kinds_give_each_size_and_how_it_was_saved(tmp_path):
+    root = make_drawn_dataset(tmp_path / "d", per_class=4)  # two JPEGs (PIL's default: quality 75, 4:2:0), two PNGs
+    paths = overview(root).files["monocyte"]
+    broken = root / "monocyte" / "zz_broken.jpg"
+    broken.write_bytes(b"not an image")
+    assert file_kinds([*paths, broken]) == {("48x48", "JPEG quality 75, colour 4:2:0"): 2, ("48x48", "PNG"): 2,
+                                            ("unreadable", "unreadable"): 1}
