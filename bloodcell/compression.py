@@ -4,11 +4,13 @@ The two training labs saved their photos differently: Barcelona at about
 JPEG quality 75 with colour at full resolution (4:4:4), Munich at about
 quality 95 with colour at half resolution (4:2:0). Quality 75 leaves 8x8
 block artefacts in every Barcelona cell, and the cell view keeps them at
-almost their own scale, so they say "Barcelona" as plainly as the stain
-does. A counterfactual twin re-rendered on the photo's pixel grid carries
-none of the other lab's artefacts unless it is compressed as that lab's
-photos were: `compress_like` saves it with the same quantisation tables and
-colour subsampling and decodes it again.
+almost their own scale, so they could say "Barcelona" as plainly as the
+stain does. A counterfactual twin re-rendered on the photo's pixel grid
+carries none of the other lab's artefacts unless it is compressed as that
+lab's photos were: `compress_like` saves it with the same quantisation
+tables and colour subsampling and decodes it again. benchmarks/compression.py
+measures whether the models read them (measured: they do not), and the
+Dataset page lists each class's compression.
 """
 
 from __future__ import annotations

@@ -29,6 +29,9 @@ EXAMPLES_SHOWN = 3
 SHAPE_EXAMPLE_SIDE = 160
 BASELINE_ROW_HEIGHT = 70  # pixels: three lines of text
 HEATMAP_OPACITY = 0.45
+# The shipped model a lab's own photos are best trained further from: the one
+# trained against both labs' looks (cellpair is two networks, not one to train).
+OWN_LAB_START = "celltwin"
 
 
 def explain_shortcuts() -> None:
@@ -202,6 +205,21 @@ def show_examples(name: str, report: dict) -> None:
                              f"{DISPLAY_NAMES[result.predicted_class]} ({result.confidence:.0%})")
 
 
+def explain_own_lab() -> None:
+    st.markdown(
+        "Every model here learned from two labs' photos, and none of them carries over fully to a third: "
+        "the cross-source column above is the measure. Every difference between the two labs' photos "
+        "measured so far (stain, field, magnification, sharpness, JPEG compression) is either swapped in "
+        "celltwin's training or shown not to be read, so what is left lies in the cells the labs "
+        "photographed. On the Predict page, a photo from your microscope that the models "
+        "disagree on, that is flagged, or whose answer moves when it is shown in the other lab's look, is "
+        "one to check by eye. With a few hundred labelled photos of your own, in one folder per class "
+        "(all five), train a shipped model further on them. It keeps a test split of your photos apart and "
+        "reports its accuracy there; point the app at the new models folder with `BLOODCELL_MODELS`.")
+    st.code(f"python -m bloodcell train --model {OWN_LAB_START} --init-from {OWN_LAB_START} --data my-lab "
+            "--out my-models --set head_epochs=0", language="bash")
+
+
 page_setup()
 st.title("Trust")
 st.caption("Is each model right for the right reason? The shortcut audit "
@@ -239,3 +257,6 @@ else:
 
 st.subheader("Images that are not a single blood cell")
 show_probes(audits)
+
+st.subheader("If your photos come from another lab")
+explain_own_lab()

@@ -147,6 +147,9 @@ def test_trust_page_shows_the_audit_and_examples(with_data):
     # Every headline figure with its interval, and what the intervals do not cover.
     assert "How sure are these figures?" in [header.value for header in app.subheader]
     assert any("95% interval" in c.value and "retraining" in c.value for c in app.caption)
+    # What a user with another lab's photos can do.
+    assert "If your photos come from another lab" in [header.value for header in app.subheader]
+    assert any("--init-from celltwin" in code.value for code in app.code)
 
 
 def test_bad_file_is_reported_and_good_file_still_classified(with_data, real_data):
