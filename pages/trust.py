@@ -217,7 +217,7 @@ def explain_own_lab() -> None:
         "(all five), train a shipped model further on them. It keeps a test split of your photos apart and "
         "reports its accuracy there; point the app at the new models folder with `BLOODCELL_MODELS`.")
     st.code(f"python -m bloodcell train --model {OWN_LAB_START} --init-from {OWN_LAB_START} --data my-lab "
-            "--out my-models --set head_epochs=0", language="bash")
+            "--out my-models --set head_epochs=0", language="bash", wrap_lines=True)
 
 
 page_setup()
