@@ -1,3 +1,5 @@
+"""JPEG compression read from file headers and put on other images."""
+
 import io
 
 import numpy as np

@@ -404,8 +404,8 @@ def test_a_warm_start_refuses_a_pair_and_another_network(tiny_models_dir, drawn_
         train("cnn", drawn_dataset, tmp_path / "out", epochs=1, image_size=32, verbose=0, init_from=pair)
     other = tmp_path / "other"
     other.mkdir()
-    small = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Conv2D(2, 3), keras.layers.GlobalAveragePooling2D(),
-                              keras.layers.Dense(5)])
+    small = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Conv2D(2, 3),
+                              keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(5)])
     small.save(other / "model.keras")
     (other / "card.json").write_text(json.dumps({"name": "other"}))
     with pytest.raises(BloodcellError, match="is not this model's"):
