@@ -20,12 +20,11 @@ of classes and the mean probability given to that group.
 from __future__ import annotations
 
 import argparse
-import io
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
+from benchmarks.look_swap import png
 from bloodcell.cellmask import find_cell
 from bloodcell.compression import JpegSettings, common_jpeg_settings, compress_like
 from bloodcell.config import CLASS_NAMES, SOURCE_LAB, other_lab, resolve_data_dir, resolve_models_dir
@@ -33,10 +32,10 @@ from bloodcell.counterfactual import LabLook, counterfactual_of, lab_looks
 from bloodcell.data import SplitManifest, load_manifest, manifest_path
 from bloodcell.imaging import read_image
 from bloodcell.inference import Classifier
+from bloodcell.pairing import GROUP_OF_CLASS, GROUPS, LABS
 
 RENDERINGS = ("photo", "photo, other lab's JPEG", "twin", "twin, other lab's JPEG")
 DEFAULT_MODELS = ("celltwin", "cellpair", "cellfocus")
-LABS = tuple(sorted(set(SOURCE_LAB.values())))
 
 
 def lab_compression(manifest: SplitManifest, data_dir: Path) -> dict[str, JpegSettings | None]:
@@ -44,12 +43,6 @@ def lab_compression(manifest: SplitManifest, data_dir: Path) -> dict[str, JpegSe
     train = manifest.paths("train")
     return {lab: common_jpeg_settings(data_dir / path for path, label in train if SOURCE_LAB[label] == lab)
             for lab in LABS}
-
-
-def _png(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG")
-    return buffer.getvalue()
 
 
 def renderings(path: Path, label: str, index: int, looks: dict[str, LabLook],
@@ -60,24 +53,22 @@ def renderings(path: Path, label: str, index: int, looks: dict[str, LabLook],
     settings = compression[other_lab(label)]
     if settings is None:
         raise ValueError(f"no JPEG among the {other_lab(label)} training files: nothing to compress like")
-    return {"photo": path.read_bytes(), "photo, other lab's JPEG": _png(compress_like(photo, settings)),
-            "twin": _png(twin), "twin, other lab's JPEG": _png(compress_like(twin, settings))}
+    return {"photo": path.read_bytes(), "photo, other lab's JPEG": png(compress_like(photo, settings)),
+            "twin": png(twin), "twin, other lab's JPEG": png(compress_like(twin, settings))}
 
 
 def group_measures(probabilities: np.ndarray, labels: list[str]) -> dict[str, float]:
     """Accuracy; per lab, the share of its cells put in its own group and that group's mean probability."""
-    names = np.asarray(CLASS_NAMES)
-    truth = np.asarray(labels)
-    class_lab = np.asarray([SOURCE_LAB[name] for name in CLASS_NAMES])
-    cell_lab = np.asarray([SOURCE_LAB[label] for label in labels])
-    guessed_lab = class_lab[probabilities.argmax(axis=1)]
-    measures = {"accuracy": float(np.mean(names[probabilities.argmax(axis=1)] == truth))}
-    for lab in LABS:
-        cells = cell_lab == lab
+    truth = np.asarray([CLASS_NAMES.index(label) for label in labels])
+    own_group = GROUP_OF_CLASS[truth]
+    guessed = probabilities.argmax(axis=1)
+    group_mass = probabilities @ GROUPS.T
+    measures = {"accuracy": float(np.mean(guessed == truth))}
+    for index, lab in enumerate(LABS):
+        cells = own_group == index
         if cells.any():
-            measures[f"{lab} own group"] = float(np.mean(guessed_lab[cells] == lab))
-            measures[f"{lab} own group probability"] = float(probabilities[cells][:, class_lab == lab]
-                                                             .sum(axis=1).mean())
+            measures[f"{lab} own group"] = float(np.mean(GROUP_OF_CLASS[guessed[cells]] == index))
+            measures[f"{lab} own group probability"] = float(group_mass[cells, index].mean())
     return measures
 
 
