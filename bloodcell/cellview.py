@@ -57,6 +57,9 @@ FILL_MIN_BOX_FRACTION = 0.25
 # Each cell view's smallest crop box, as a fraction of the photo's shorter side.
 VIEW_MIN_BOX_FRACTION = {CELL_VIEW: MIN_BOX_FRACTION, GREY_CELL_VIEW: MIN_BOX_FRACTION,
                          FILL_CELL_VIEW: FILL_MIN_BOX_FRACTION}
+# The nucleus view's flat cytoplasm: between a stained nucleus' grey levels
+# (about 60-130 on the cell view) and the background's BACKGROUND_GREY.
+NUCLEUS_VIEW_CYTOPLASM = 170.0
 GREY_WEIGHTS = np.array([0.2989, 0.587, 0.114], np.float32)  # tf.image.rgb_to_grayscale's
 _LAPLACIAN = np.array([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]], np.float32)
 _CAP_STEPS = 12
@@ -206,11 +209,34 @@ def grey_of_cell_views(views: np.ndarray) -> np.ndarray:
     return np.repeat(grey[..., None], 3, axis=-1)
 
 
-def crop_mask(mask: CellMask, box: tuple[int, int, int, int], size: int) -> np.ndarray:
-    """The cell mask inside `box`, resized to `size` x `size`."""
+def crop_mask(mask: CellMask, box: tuple[int, int, int, int], size: int,
+              part: np.ndarray | None = None) -> np.ndarray:
+    """The cell mask (or `part`, another mask of the photo's size) inside `box`, resized to `size` x `size`."""
     left, top, right, bottom = box
-    cell = Image.fromarray(mask.cell[top:bottom, left:right].astype(np.uint8) * 255)
+    chosen = mask.cell if part is None else part
+    cell = Image.fromarray(chosen[top:bottom, left:right].astype(np.uint8) * 255)
     return np.asarray(cell.resize((size, size), Image.Resampling.BILINEAR)) >= 128
+
+
+def nucleus_view(image: Image.Image, size: int, mask: CellMask | None = None) -> np.ndarray:
+    """The grey cell view with the cytoplasm painted one flat level (three equal channels, float32 0..255).
+
+    What is left is the nucleus' grey levels and the cell's outline: nothing
+    of the cytoplasm's colour or granules, where a healthy donor's and a
+    leukaemia patient's neutrophils differ, and so can two labs' patients.
+    A photo without a found cell gets the grey cell view.
+    """
+    mask = mask or find_cell(image)
+    view, inside = cell_view_and_mask(image, size, mask)
+    if not mask.found:
+        return grey_of_cell_views(view)
+    nucleus, _ = mask.parts()
+    nucleus = crop_mask(mask, mask.box(), size, part=nucleus) & inside
+    grey = view @ GREY_WEIGHTS
+    levels = np.full(grey.shape, BACKGROUND_GREY, np.float32)
+    levels[inside] = NUCLEUS_VIEW_CYTOPLASM
+    levels[nucleus] = grey[nucleus]
+    return np.repeat(cap_detail(levels)[..., None], 3, axis=-1)
 
 
 def view_zoom(mask: CellMask, zoom: float, min_box_fraction: float = MIN_BOX_FRACTION) -> float:

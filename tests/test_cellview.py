@@ -254,3 +254,51 @@ def test_focus_to_leaves_a_flat_view_flat():
 
     flat = np.full((1, 32, 32, 3), BACKGROUND_GREY, np.float32)
     np.testing.assert_array_equal(focus_to(flat, 12.5), flat)
+
+
+def test_nucleus_view_keeps_the_nucleus_and_paints_the_cytoplasm_flat():
+    from bloodcell.cellmask import find_cell
+    from bloodcell.cellview import (GREY_WEIGHTS, NUCLEUS_VIEW_CYTOPLASM, crop_mask, grey_cell_view,
+                                    nucleus_view)
+
+    drawn, _ = draw_field("peach", seed=4)
+    # Granules: a texture in the cytoplasm (and everywhere) for the view to remove.
+    grain = np.random.default_rng(0).normal(0, 10, (drawn.height, drawn.width, 1))
+    image = Image.fromarray(np.clip(np.asarray(drawn, np.float32) + grain, 0, 255).astype(np.uint8))
+    mask = find_cell(image)
+    view = nucleus_view(image, 96, mask)
+    assert view.shape == (96, 96, 3) and view.dtype == np.float32
+    np.testing.assert_array_equal(view[..., 0], view[..., 2])
+    nucleus = crop_mask(mask, mask.box(), 96, part=mask.parts()[0])
+    cytoplasm = crop_mask(mask, mask.box(), 96) & ~nucleus
+    # Away from the borders (which the detail cap may soften), the cytoplasm
+    # is one level and the nucleus keeps the grey view's levels.
+    from scipy import ndimage
+
+    inner_cytoplasm = ndimage.binary_erosion(cytoplasm, iterations=3)
+    inner_nucleus = ndimage.binary_erosion(nucleus, iterations=3)
+    assert inner_cytoplasm.sum() > 50 and inner_nucleus.sum() > 50
+    off_level = np.abs(view[..., 0][inner_cytoplasm] - NUCLEUS_VIEW_CYTOPLASM)
+    assert np.median(off_level) < 1 and off_level.max() < 8
+    grey = grey_cell_view(image, 96, mask)[..., 0]
+    assert abs(view[..., 0][inner_nucleus].mean() - grey[inner_nucleus].mean()) < 5
+    # The cytoplasm's texture is gone: it varied in the colour view.
+    colour = cell_view(image, 96, mask) @ GREY_WEIGHTS
+    assert colour[inner_cytoplasm].std() > 3 * view[..., 0][inner_cytoplasm].std()
+
+
+def test_nucleus_view_of_two_stains_of_one_cell_differs_less_than_their_cell_views():
+    from bloodcell.cellview import nucleus_view
+
+    peach, _ = draw_field("peach", seed=7)
+    blue, _ = draw_field("blue-white", seed=7)
+    colour = np.abs(cell_view(peach, 96) - cell_view(blue, 96)).mean()
+    nucleus = np.abs(nucleus_view(peach, 96) - nucleus_view(blue, 96)).mean()
+    assert nucleus < colour, (nucleus, colour)
+
+
+def test_nucleus_view_without_a_cell_is_the_grey_view():
+    from bloodcell.cellview import grey_cell_view, nucleus_view
+
+    blank = Image.new("RGB", (120, 100), (240, 230, 220))
+    np.testing.assert_array_equal(nucleus_view(blank, 48), grey_cell_view(blank, 48))
