@@ -280,10 +280,10 @@ def run_audit(model: str, data_dir: Path, models_dir: str | Path | None = None,
         # What the model is shown from here on, as in the app (the photo as it
         # is for all but a few whose red cells are unusually small).
         framing = frame_photo(image, mask)
-        image, mask = framing.image, framing.mask
+        photo, image, mask = image, framing.image, framing.mask
         model_input, cell = model_input_and_mask(classifier, image, mask)
         explanation = explainer.gradcam(model_input)
-        prediction = classifier.assess(path, image, model_input)
+        prediction = classifier.assess(path, photo, model_input, framing)
         predicted = int(np.argmax(explanation.probabilities))
         heat_shares.append(heat_on_cell(explanation.heatmap, cell))
         area_shares.append(float(cell.mean()))

@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING
 from bloodcell.abstention import DEFAULT_MIN_CONFIDENCE
 from bloodcell.config import (CLASS_NAMES, DEFAULT_MODEL, MODEL_NAMES, SPLIT_SEED, resolve_cross_source_dir,
                               resolve_data_dir, resolve_models_dir)
-from bloodcell.errors import BloodcellError
+from bloodcell.errors import BloodcellError, ImageReadError
 from bloodcell.runtime import lite_available
 
 if TYPE_CHECKING:  # type hints only: the commands import these when run, so --help stays instant
-    from bloodcell.inference import Classifier
+    from bloodcell.framing import Framing
+    from bloodcell.inference import Classifier, FilePrediction
     from bloodcell.lookswap import LookNumbers
 
 EXIT_USER_ERROR = 2
@@ -239,7 +240,11 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
         looks = load_looks(resolve_models_dir(args.models_dir) / LOOKS_FILE)
     classifier = Classifier.load(args.model, args.models_dir)
-    results = classifier.predict_sources(files, [str(f) for f in files])
+    if looks is None:
+        results = classifier.predict_sources(files, [str(f) for f in files])
+        guesses = [[] for _ in files]
+    else:
+        results, guesses = predictions_in_looks(classifier, files, looks)
     header = ["file", "verdict", "reason", "predicted_class", "confidence", *CLASS_NAMES, "ood_score",
               "red_cell_size", "zoom", "error"]
     if looks:
@@ -248,8 +253,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     try:
         writer = csv.writer(handle)
         writer.writerow(header)
-        for file, result in zip(files, results):
-            in_looks = [] if looks is None else guesses_in_looks(classifier, file, looks, result.error is None)
+        for result, in_looks in zip(results, guesses):
             if result.error is not None:
                 writer.writerow([result.source, "unreadable", result.error, "", "", *[""] * len(CLASS_NAMES), "",
                                  "", "", result.error, *in_looks])
@@ -269,21 +273,39 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def guesses_in_looks(classifier: Classifier, file: Path, looks: dict[str, LookNumbers], readable: bool) -> list[str]:
-    """The best guess with the image in each lab's look, labs in name order; empty where none is rendered.
-
-    An image without one centred white cell gets no rendering, as in the app.
-    """
+def predictions_in_looks(classifier: Classifier, files: list[Path],
+                         looks: dict[str, LookNumbers]) -> tuple[list[FilePrediction], list[list[str]]]:
+    """Each file's prediction and its best guess in each lab's look; every file decoded and framed once."""
     from bloodcell.framing import frame_photo
     from bloodcell.imaging import read_image
+    from bloodcell.inference import FilePrediction
+
+    results, guesses = [], []
+    for file in files:
+        try:
+            image = read_image(file)
+        except ImageReadError as exc:
+            results.append(FilePrediction(str(file), error=str(exc)))
+            guesses.append([""] * len(looks))
+            continue
+        framing = frame_photo(image)
+        results.append(classifier.assess(str(file), image, framing=framing))
+        guesses.append(guesses_in_looks(classifier, str(file), framing, looks))
+    return results, guesses
+
+
+def guesses_in_looks(classifier: Classifier, name: str, framing: Framing,
+                     looks: dict[str, LookNumbers]) -> list[str]:
+    """The best guess with the framed photo in each lab's look, labs in name order.
+
+    An image without one centred white cell gets no rendering (empty
+    guesses), as in the app.
+    """
     from bloodcell.lookswap import render_in_looks
 
-    if not readable:
-        return [""] * len(looks)
-    framing = frame_photo(read_image(file))
     if framing.mask.problem is not None:
         return [""] * len(looks)
-    return [classifier.assess(str(file), rendering.image).predicted_class
+    return [classifier.assess(name, rendering.image).predicted_class
             for rendering in render_in_looks(framing, looks)]
 
 

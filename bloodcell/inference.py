@@ -355,12 +355,15 @@ class Classifier:
         """Out-of-distribution scores of penultimate features, or None without a detector."""
         return None if self.outlier_detector is None else self.outlier_detector.score(features)
 
-    def assess(self, name: str, image, model_input: np.ndarray | None = None) -> FilePrediction:
+    def assess(self, name: str, image, model_input: np.ndarray | None = None,
+               framing: Framing | None = None) -> FilePrediction:
         """Probabilities, out-of-distribution score and cell check for one decoded image.
 
-        `model_input`, when given, must come from `frame_photo(image).image`.
+        `framing`, when given, must be `frame_photo(image)` (finding the cell
+        and measuring the red cells again would give the same); `model_input`,
+        when given, must come from its image.
         """
-        framing = frame_photo(image)
+        framing = framing or frame_photo(image)
         if model_input is None:
             model_input = to_model_input(framing.image, self.input_size, self.view, framing.mask)
         features, logits = self.features_and_logits(model_input[None])

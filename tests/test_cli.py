@@ -208,6 +208,17 @@ def test_predict_gives_the_best_guess_in_each_labs_look_as_the_app_does(capsys, 
                      load_looks(shipped_models / LOOKS_FILE))
     assert [a.predicted_class for a in swap.analyses] == [good[0]["in_munich_aml_look"],
                                                           good[0]["in_pbc_barcelona_look"]]
+    # The looks add columns and change nothing else (each file is now decoded once, one by one).
+    plain = tmp_path / "plain.csv"
+    code, _, err = run_cli(capsys, "predict", "--model", "cellfocus", str(small_real_folder / "basophil"),
+                           str(small_real_folder / "seg_neutrophil" / "notes.png"), "--csv", str(plain))
+    assert code == 0, err
+    plain_rows = list(csv.DictReader(plain.open()))
+    shared = [column for column in plain_rows[0] if column not in ("confidence", *CLASS_NAMES, "ood_score")]
+    assert [[row[c] for c in shared] for row in rows] == [[row[c] for c in shared] for row in plain_rows]
+    for row, plain_row in zip(good, (r for r in plain_rows if not r["error"])):
+        for column in (*CLASS_NAMES, "ood_score"):
+            assert float(row[column]) == pytest.approx(float(plain_row[column]), abs=2e-4)
 
 
 def test_predict_looks_without_the_looks_file_is_one_line_exit_2(capsys, tiny_models_dir, small_real_folder):

@@ -194,6 +194,17 @@ def test_the_benchmarks_wider_field_shrinks_the_cell_and_keeps_the_photo_size():
     assert photo_red_cell_size(wide) == pytest.approx(DRAWN_DIAMETER / 2, rel=0.1)
 
 
+def test_the_benchmarks_closer_field_enlarges_the_cell_and_keeps_the_photo_size():
+    from benchmarks.magnification import closer_field
+
+    field = small_cell_field()
+    close = closer_field(field, 1.5)
+    assert close.size == field.size
+    assert find_cell(close).cell_side() == pytest.approx(find_cell(field).cell_side() * 1.5, rel=0.1)
+    # Framing leaves a closer photo as it is: cropping cannot widen it.
+    assert not frame_photo(close).reframed
+
+
 def test_a_field_of_several_cells_is_not_cropped_to_one_of_them():
     """The abstention's "several cells" must survive: framing would otherwise pick one cell and hide the rest."""
     cell = photographed_smaller(small_cell_field(), 0.5, "peach")
