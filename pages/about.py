@@ -62,7 +62,9 @@ st.markdown(
     "smaller reads as another cell type. When a photo's red cells show it clearly (three or more "
     "measured), every model sees it cropped around its white cell to the training magnification; "
     "without such a ruler it is shown as it is, and most models then do much worse (cellfill, "
-    "whose view follows the cell, much less). A photo at a higher magnification is never widened.\n"
+    "whose view follows the cell, much less). A photo at a higher magnification is never widened; "
+    "the cell-view models kept 95–99% on test cells shown twice as close, the whole-image models "
+    "82–89%.\n"
     "- **Calibrated on the validation split.** Probabilities are temperature-scaled; on images unlike "
     "the training set they can still be confidently wrong."
 )
