@@ -288,21 +288,21 @@ def _decode(size: int, view: str, with_zoom: bool = False, ruler: str = BY_WHITE
 
 
 def _decode_with_twin(size: int, view: str, looks: dict[str, LabLook], round_trip: bool = False,
-                      stain_parts: bool = False):
+                      stain_parts: bool = False, ruler: str = BY_WHITE_CELLS):
     """Decode each image into a pair: its own view and its counterfactual twin's.
 
     The twin is built on the full image (the audit's counterfactual_of), then
     goes through the same view as an upload would, cell mask found afresh.
     With `round_trip`, a third view: the twin rendered back into the image's
     own lab's look (round_trip_of). With `stain_parts` the twin's nucleus
-    and cytoplasm are re-stained each on its own (as_other_lab).
+    and cytoplasm are re-stained each on its own (as_other_lab). `ruler`
+    measures the other lab's magnification (celltwin's twins: the white
+    cells, as it was trained before the audit measured it by red cells).
     """
     def load_views(path: bytes, label: np.int32, index: np.int32) -> tuple[np.ndarray, ...]:
         image = read_image(path.decode())
         mask = find_cell(image)
-        # celltwin's twins: the magnification by the white cells' ratio, as it
-        # was trained before the audit measured it by red cells.
-        twin = counterfactual_of(image, CLASS_NAMES[int(label)], looks, int(index), mask, ruler=BY_WHITE_CELLS,
+        twin = counterfactual_of(image, CLASS_NAMES[int(label)], looks, int(index), mask, ruler=ruler,
                                  stain_parts=stain_parts)
         views = [to_model_input(image, size, view, mask), to_model_input(twin, size, view)]
         if round_trip:
@@ -364,7 +364,7 @@ def make_dataset(
 
     `magnification_transfer` is the share of views shown at a magnification
     between their lab's and the other lab's as `magnification_ruler`
-    measures it (cell view only; see random_magnification and
+    measures it, the ruler that also zooms the twins (cell view only; see random_magnification and
     other_lab_zoom); `random_texture` the share given a random
     convolution after the colour augmentation (see random_convolution);
     `twin_share` the share replaced by their counterfactual twin under
@@ -404,7 +404,7 @@ def make_dataset(
         dataset = tf.data.Dataset.from_tensor_slices(
             ([str(p) for p in paths], label_array, np.arange(len(paths), dtype=np.int32)))
         decode = _decode_with_twin(size, view, looks, round_trip=bool(round_trip_share),
-                                   stain_parts=twin_stain_parts)
+                                   stain_parts=twin_stain_parts, ruler=magnification_ruler)
     else:
         dataset = tf.data.Dataset.from_tensor_slices(([str(p) for p in paths], label_array))
         decode = _decode(size, view, with_zoom=bool(magnification_transfer), ruler=magnification_ruler)

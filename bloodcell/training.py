@@ -285,6 +285,8 @@ TWIN_AUGMENTATION = ("{share:.0%} of views, drawn afresh each batch, replaced by
                      "and sharpness; bloodcell.counterfactual.counterfactual_of with the audit's lab looks), "
                      "before the other augmentations")
 
+TWINS_BY_RED_CELLS = ", the twins' magnification measured by the labs' red cells"
+
 TWIN_STAIN_PARTS_AUGMENTATION = ("each twin's nucleus and cytoplasm re-stained each to the other lab's average "
                                  "for it (bloodcell.stain.transfer_stain_parts), not the whole cell at once, so "
                                  "that how the nucleus is coloured against the cytoplasm is the other lab's too")
@@ -560,8 +562,9 @@ def train(
                                 if recipe.get("magnification_transfer") else "") + (
                                 "; texture: " + TEXTURE_AUGMENTATION.format(share=recipe["random_texture"])
                                 if recipe.get("random_texture") else "") + (
-                                "; twins: " + TWIN_AUGMENTATION.format(share=recipe["twin_share"])
-                                if recipe.get("twin_share") else "") + (
+                                "; twins: " + TWIN_AUGMENTATION.format(share=recipe["twin_share"]) + (
+                                    TWINS_BY_RED_CELLS if recipe.get("magnification_ruler") == BY_RED_CELLS
+                                    else "") if recipe.get("twin_share") else "") + (
                                 "; " + TWIN_STAIN_PARTS_AUGMENTATION if recipe.get("twin_stain_parts") else "") + (
                                 "; round trips: " + ROUND_TRIP_AUGMENTATION.format(share=recipe["round_trip_share"])
                                 if recipe.get("round_trip_share") else "") + (

@@ -296,6 +296,30 @@ def test_twin_dataset_restains_twins_by_parts_when_asked(drawn_dataset):
         assert np.abs(image - to_model_input(whole, 32, CELL_VIEW)).mean() > 0.5
 
 
+def test_twin_dataset_zooms_twins_by_the_magnification_ruler_asked(drawn_dataset):
+    """celltwin's twins are zoomed by the white cells; `magnification_ruler` red cells zooms them by red cells."""
+    import dataclasses
+
+    from bloodcell.cellmask import find_cell
+    from bloodcell.counterfactual import BY_RED_CELLS, BY_WHITE_CELLS, counterfactual_of, lab_zoom
+    from bloodcell.imaging import CELL_VIEW, read_image, to_model_input
+
+    looks, pairs, labels = _drawn_looks_and_cells(drawn_dataset, ("basophil", "seg_neutrophil"), 1)
+    # Red cells that say the labs' magnifications differ far more than their white cells do.
+    looks = {lab: dataclasses.replace(look, red_cell_size=size)
+             for (lab, look), size in zip(sorted(looks.items()), (0.15, 0.3))}
+    own, other = looks.values()
+    assert abs(lab_zoom(own, other, BY_RED_CELLS) - lab_zoom(own, other, BY_WHITE_CELLS)) > 0.3
+    images, _ = next(iter(make_dataset([p for p, _ in pairs], labels, 32, batch_size=2, view=CELL_VIEW,
+                                       twin_share=1.0, magnification_ruler=BY_RED_CELLS, looks=looks)))
+    for index, ((path, label), image) in enumerate(zip(pairs, images.numpy())):
+        photo = read_image(path)
+        by_red = counterfactual_of(photo, label, looks, index, find_cell(photo), ruler=BY_RED_CELLS)
+        np.testing.assert_array_equal(image, to_model_input(by_red, 32, CELL_VIEW))
+        by_white = counterfactual_of(photo, label, looks, index, find_cell(photo), ruler=BY_WHITE_CELLS)
+        assert np.abs(image - to_model_input(by_white, 32, CELL_VIEW)).mean() > 0.5
+
+
 def test_choose_twins_splits_the_draw_between_twins_and_round_trips():
     import tensorflow as tf
 
