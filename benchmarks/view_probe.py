@@ -15,6 +15,8 @@ the validation and test accuracy and, with --cross-source, the accuracy and
 the answers on that folder (evaluation only: nothing is chosen on it here).
 
     python -m benchmarks.view_probe [--data DIR] [--cross-source DIR] [--limit N] [--json OUT]
+
+All 4,500 photos and 3,150 twins take about an hour on 2 CPU cores.
 """
 
 from __future__ import annotations
