@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # type hints only: the commands import these when run, so --h
     from bloodcell.lookswap import LookNumbers
 
 EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130  # the shell's code for a run stopped by Ctrl-C
 
 
 class _Parser(argparse.ArgumentParser):
@@ -49,7 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train a model on the dataset's train split",
                                 description="Train a model; write model.keras, history.json, "
-                                "metrics.json and card.json into OUT/<model>/.")
+                                "metrics.json and card.json into OUT/<model>/. Each finished epoch is saved "
+                                "in OUT/.<model>.unfinished/: if the run stops, the same command goes on "
+                                "from there.")
     train.add_argument("--model", required=True, choices=MODEL_NAMES)
     train.add_argument("--data", metavar="DIR", help="dataset folder (default: $BLOODCELL_DATA or data/blood-cells)")
     train.add_argument("--epochs", type=int, help="maximum epochs (default: the model's recipe)")
@@ -173,13 +176,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from bloodcell.resume import STATE_FILE, checkpoint_folder
     from bloodcell.training import parse_recipe_options, train
 
     verbose = 0 if args.quiet else (1 if sys.stdout.isatty() else 2)
-    out = train(args.model, resolve_data_dir(args.data), resolve_models_dir(args.out),
-                epochs=args.epochs, base_weights=args.base_weights,
-                image_size=args.image_size, batch_size=args.batch_size, seed=args.seed, verbose=verbose,
-                recipe_options=parse_recipe_options(args.recipe_options), init_from=args.init_from)
+    models_dir = resolve_models_dir(args.out)
+    try:
+        out = train(args.model, resolve_data_dir(args.data), models_dir,
+                    epochs=args.epochs, base_weights=args.base_weights,
+                    image_size=args.image_size, batch_size=args.batch_size, seed=args.seed, verbose=verbose,
+                    recipe_options=parse_recipe_options(args.recipe_options), init_from=args.init_from)
+    except KeyboardInterrupt:
+        saved = checkpoint_folder(models_dir, args.model)
+        if not (saved / STATE_FILE).is_file():
+            raise
+        print(f"interrupted: the finished epochs are saved in {saved}; run the same command again to go on "
+              "from there", file=sys.stderr)
+        return EXIT_INTERRUPTED
     metrics = json.loads((out / "metrics.json").read_text())
     card = json.loads((out / "card.json").read_text())
     print(f"{args.model}: test accuracy {metrics['accuracy']:.4f}, macro F1 {metrics['macro_f1']:.4f} "
@@ -434,4 +447,4 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED

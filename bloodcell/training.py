@@ -31,6 +31,7 @@ from bloodcell.inference import (CARD_FILE, HISTORY_FILE, METRICS_FILE, MODEL_FI
 from bloodcell.metrics import classification_metrics
 from bloodcell.models import MOBILENET_FINE_TUNE_FROM, build_model, get_spec, set_mobilenet_trainable
 from bloodcell.pipeline import RANDOM_CONVOLUTION_KERNELS, make_dataset, other_lab_zoom
+from bloodcell.resume import RESUME_CAVEAT, TrainingCheckpoint, checkpoint_folder
 from bloodcell.runtime import KERAS, LITE_FILE, export_lite
 
 log = logging.getLogger("bloodcell")
@@ -328,29 +329,35 @@ def _split_data(manifest: SplitManifest, data_dir: Path, split: str) -> tuple[li
     return [data_dir / path for path, _ in pairs], [CLASS_NAMES.index(label) for _, label in pairs]
 
 
-def _fit_phase(model, train_ds, val_ds, epochs, initial_epoch, learning_rate, recipe, verbose):
+def _fit_phase(model, train_ds, val_ds, epochs, initial_epoch, learning_rate, recipe, verbose,
+               checkpoint: TrainingCheckpoint, phase: str) -> list[dict]:
+    """Fit one phase and return its history rows; a phase begun in an earlier sitting goes on from its checkpoint."""
     if epochs <= 0:  # head_epochs=0: a warm start needs no frozen-backbone phase
         return []
+    saved = checkpoint.phase(phase)
+    if saved and saved["finished"]:  # done in an earlier sitting: its result is the next phase's start
+        model.set_weights(checkpoint.weights(phase))
+        return saved["rows"]
+    if saved and saved["stopped"]:  # early stopping had ended it just before the break
+        model.set_weights(checkpoint.weights(phase, "best_weights"))
+        return saved["rows"]
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss=keras.losses.SparseCategoricalCrossentropy(),
         metrics=["accuracy"],
     )
-    callbacks = [
-        LearningRateLogger(),
-        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=recipe["lr_factor"],
-                                          patience=recipe["lr_patience"], min_lr=1e-6, verbose=verbose),
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=recipe["patience"],
-                                      restore_best_weights=True, verbose=verbose),
-    ]
-    history = model.fit(train_ds, validation_data=val_ds, epochs=initial_epoch + epochs,
-                        initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose,
-                        shuffle=False)  # the dataset shuffles itself
-    keys = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
-    rows = []
-    for i in range(len(history.history["loss"])):
-        rows.append({"epoch": initial_epoch + i + 1, **{k: float(history.history[k][i]) for k in keys}})
-    return rows
+    reduce_lr = keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=recipe["lr_factor"],
+                                                  patience=recipe["lr_patience"], min_lr=1e-6, verbose=verbose)
+    early_stopping = keras.callbacks.EarlyStopping(monitor="val_loss", patience=recipe["patience"],
+                                                   restore_best_weights=True, verbose=verbose)
+    # The saver comes last: it restores and saves the two schedules' counters.
+    saver = checkpoint.saver(phase, early_stopping, reduce_lr)
+    model.fit(train_ds, validation_data=val_ds, epochs=initial_epoch + epochs,
+              initial_epoch=saved["epochs_done"] if saved else initial_epoch,
+              callbacks=[LearningRateLogger(), reduce_lr, early_stopping, saver], verbose=verbose,
+              shuffle=False)  # the dataset shuffles itself
+    saver.finish()
+    return saver.rows
 
 
 def _environment() -> dict:
@@ -488,25 +495,29 @@ def train(
     trained = TwinConsistencyModel(consistency, inputs=model.inputs, outputs=model.outputs,
                                    name=f"{name}_consistency") if consistency else model
 
-    started = time.perf_counter()
+    # Saved after every epoch, so that the same command run again goes on from the last one.
+    checkpoint = TrainingCheckpoint.open(checkpoint_folder(models_dir, name), {
+        "model": name, "recipe": recipe, "image_size": size, "seed": seed, "split": manifest.content_hash(),
+        "imagenet_weights": weights, "init_from": str(init_from) if init_from else None})
+    checkpoint.start_clock()
     history: list[dict] = []
     if spec.backbone == "mobilenetv2":
         set_mobilenet_trainable(model, fine_tune=False)
         head = _fit_phase(trained, train_ds, val_ds, recipe["head_epochs"], 0,
-                          recipe["learning_rate"], recipe, verbose)
+                          recipe["learning_rate"], recipe, verbose, checkpoint, "head")
         history += [{**row, "phase": "head"} for row in head]
         remaining = recipe["epochs"] - len(head)
         if remaining > 0:
             set_mobilenet_trainable(model, fine_tune=True,
                                     fine_tune_from=recipe.get("fine_tune_from", MOBILENET_FINE_TUNE_FROM))
             tune = _fit_phase(trained, train_ds, val_ds, remaining, len(head),
-                              recipe["fine_tune_learning_rate"], recipe, verbose)
+                              recipe["fine_tune_learning_rate"], recipe, verbose, checkpoint, "fine_tune")
             history += [{**row, "phase": "fine_tune"} for row in tune]
     else:
         rows = _fit_phase(trained, train_ds, val_ds, recipe["epochs"], 0,
-                          recipe["learning_rate"], recipe, verbose)
+                          recipe["learning_rate"], recipe, verbose, checkpoint, "train")
         history += [{**row, "phase": "train"} for row in rows]
-    training_seconds = time.perf_counter() - started
+    training_seconds = checkpoint.seconds
     # The weights kept are those of the best validation loss of the last phase.
     last_phase = [row for row in history if row["phase"] == history[-1]["phase"]]
     best_epoch = min(last_phase, key=lambda row: row["val_loss"])["epoch"]
@@ -577,6 +588,8 @@ def train(
         "epochs_run": len(history),
         "best_epoch": best_epoch,
         "training_seconds": round(training_seconds, 1),
+        "resumed": {"after_epochs": checkpoint.resumed_after_epochs, "note": RESUME_CAVEAT}
+        if checkpoint.resumed_after_epochs else None,
         "environment": _environment(),
         "imagenet_weights": _imagenet_weights_info(weights) if weights else None,
         "initialised_from": started_from,
@@ -584,7 +597,9 @@ def train(
                          "n": metrics["n"]},
         "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    return finish_model_folder(out, history, metrics, card, data_dir, manifest)
+    finish_model_folder(out, history, metrics, card, data_dir, manifest)
+    checkpoint.remove()
+    return out
 
 
 def finish_model_folder(out: Path, history: list[dict], metrics: dict, card: dict, data_dir: Path,
