@@ -495,10 +495,12 @@ def train(
     trained = TwinConsistencyModel(consistency, inputs=model.inputs, outputs=model.outputs,
                                    name=f"{name}_consistency") if consistency else model
 
-    # Saved after every epoch, so that the same command run again goes on from the last one.
+    # Saved after every epoch, so that the same command run again goes on from the last one. The run is
+    # known by what it learns from (files by content, not by path), so a moved checkout still resumes.
     checkpoint = TrainingCheckpoint.open(checkpoint_folder(models_dir, name), {
         "model": name, "recipe": recipe, "image_size": size, "seed": seed, "split": manifest.content_hash(),
-        "imagenet_weights": weights, "init_from": str(init_from) if init_from else None})
+        "imagenet_weights": _imagenet_weights_info(weights)["sha256"] if weights else None,
+        "init_from": started_from["file_sha256"] if started_from else None})
     checkpoint.start_clock()
     history: list[dict] = []
     if spec.backbone == "mobilenetv2":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -112,8 +113,12 @@ def test_a_finished_head_phase_is_not_trained_again(monkeypatch, drawn_dataset, 
     state = json.loads((checkpoint_folder(tmp_path, "cellfocus") / STATE_FILE).read_text())
     assert state["phases"]["head"]["finished"] and state["phases"]["fine_tune"]["epochs_done"] == 2
 
+    # The same weights from another place (a moved checkout) are the same run.
+    moved = tmp_path / "moved" / imagenet_weights.name
+    moved.parent.mkdir()
+    shutil.copyfile(imagenet_weights, moved)
     starts = _record_restores(monkeypatch)
-    out = _train("cellfocus", drawn_dataset, tmp_path, **options)
+    out = _train("cellfocus", drawn_dataset, tmp_path, base_weights=str(moved))
     assert [start["phase"] for start in starts] == ["fine_tune"]
     assert starts[0]["iterations"] == _steps_per_epoch(tmp_path)  # one fine-tuning epoch's steps
     history = json.loads((out / "history.json").read_text())
