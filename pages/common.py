@@ -160,7 +160,10 @@ def training_runs(card: dict) -> str:
     """How long a model trained: its epochs, or each run's for a model averaged from several."""
     runs = (card.get("soup") or {}).get("runs")
     if not runs:
-        return f"{card.get('epochs_run')} epochs (best {card.get('best_epoch')})"
+        resumed = (card.get("resumed") or {}).get("after_epochs")
+        return f"{card.get('epochs_run')} epochs (best {card.get('best_epoch')}" + (
+            f"; stopped and resumed after epoch{'s' if len(resumed) > 1 else ''} "
+            f"{' and '.join(map(str, resumed))})" if resumed else ")")
     each = ", ".join(f"{run['epochs_run']} epochs (best {run['best_epoch']}, seed {run['seed']})" for run in runs)
     return f"{len(runs)} runs whose weights were averaged: {each},"
 
