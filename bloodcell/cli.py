@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from bloodcell.abstention import DEFAULT_MIN_CONFIDENCE
 from bloodcell.config import (CLASS_NAMES, DEFAULT_MODEL, MODEL_NAMES, SPLIT_SEED, resolve_cross_source_dir,
                               resolve_data_dir, resolve_models_dir)
+from bloodcell.data import SPLITS
 from bloodcell.errors import BloodcellError, ImageReadError
 from bloodcell.runtime import lite_available
 
@@ -99,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--model", default=DEFAULT_MODEL,
                           help=f"model name in the models folder, or a model folder (default: {DEFAULT_MODEL})")
     evaluate.add_argument("--data", metavar="DIR", help="folder to evaluate (default: $BLOODCELL_DATA or data/blood-cells)")
+    evaluate.add_argument("--split", choices=SPLITS,
+                          help="only this split of the dataset, as the models folder's split.json made it "
+                          "(default: every image of the folder)")
     evaluate.add_argument("--json", metavar="OUT", help="write the metrics as JSON to this file")
     _add_models_dir(evaluate, "where models live")
 
@@ -230,9 +234,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from bloodcell.evaluation import evaluate_folder
     from bloodcell.metrics import accuracy_interval, format_confusion_matrix
 
-    result = evaluate_folder(args.model, resolve_data_dir(args.data), args.models_dir)
+    result = evaluate_folder(args.model, resolve_data_dir(args.data), args.models_dir, split=args.split)
     low, high = accuracy_interval(result["accuracy"], result["n"])
-    print(f"{result['model']} on {result['data']}: accuracy {result['accuracy']:.4f} "
+    where = f"{result['data']} ({args.split} split)" if args.split else result["data"]
+    print(f"{result['model']} on {where}: accuracy {result['accuracy']:.4f} "
           f"(95% interval {low:.4f}-{high:.4f}; {result['n']} images, macro F1 {result['macro_f1']:.4f})")
     print(format_confusion_matrix(result["confusion_matrix"]))
     if args.json:

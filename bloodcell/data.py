@@ -234,6 +234,20 @@ def save_manifest(manifest: SplitManifest, path: Path) -> None:
     path.write_text(json.dumps(manifest.to_json(), indent=1) + "\n")
 
 
+def check_manifest_files(manifest: SplitManifest, path: Path, data_dir: Path, split: str | None = None,
+                         hint: str = "point --data at the dataset it was made for") -> None:
+    """Every file of the manifest (or of one split) is in `data_dir`, unchanged since `path` was written."""
+    files = [f for f in manifest.files if split is None or f["split"] == split]
+    missing = [f["path"] for f in files if not (Path(data_dir) / f["path"]).is_file()]
+    if missing:
+        raise BloodcellError(f"{len(missing)} file(s) of the split manifest {path} are not in {data_dir} "
+                             f"(first: {missing[0]}); {hint}")
+    changed = [f["path"] for f in files if sha256_file(Path(data_dir) / f["path"]) != f["sha256"]]
+    if changed:
+        raise BloodcellError(f"{len(changed)} file(s) changed since the split manifest {path} was written "
+                             f"(first: {changed[0]})")
+
+
 def load_or_create_manifest(data_dir: Path, models_dir: Path) -> SplitManifest:
     """Reuse the manifest in `models_dir`; write it from a scan if there is none.
 
@@ -244,21 +258,8 @@ def load_or_create_manifest(data_dir: Path, models_dir: Path) -> SplitManifest:
     if path.exists():
         manifest = load_manifest(path)
         check_data_dir(Path(data_dir), require_all_classes=True)
-        missing = [f["path"] for f in manifest.files if not (Path(data_dir) / f["path"]).is_file()]
-        if missing:
-            raise BloodcellError(
-                f"{len(missing)} file(s) of the split manifest {path} are not in {data_dir} "
-                f"(first: {missing[0]}); point --data at the dataset it was made for, or use another --out"
-            )
-        changed = [
-            f["path"] for f in manifest.files
-            if sha256_file(Path(data_dir) / f["path"]) != f["sha256"]
-        ]
-        if changed:
-            raise BloodcellError(
-                f"{len(changed)} file(s) changed since the split manifest {path} was written "
-                f"(first: {changed[0]})"
-            )
+        check_manifest_files(manifest, path, data_dir, hint="point --data at the dataset it was made for, "
+                             "or use another --out")
         return manifest
     manifest = build_manifest(scan_dataset(Path(data_dir), require_all_classes=True))
     save_manifest(manifest, path)

@@ -262,3 +262,40 @@ def test_audit_command_prints_and_saves(capsys, tiny_models_dir, drawn_dataset):
     assert "Shortcut audit of cnn (3 test images, limited)" in out
     assert "counterfactual" in out and "colour-only baseline" in out
     assert json.loads((tiny_models_dir / "cnn" / "audit.json").read_text())["test_images"] == 3
+
+
+def test_evaluate_one_split_uses_that_splits_images_only(capsys, tiny_models_dir, drawn_dataset, tmp_path):
+    from bloodcell.data import load_manifest, manifest_path
+
+    out = tmp_path / "val.json"
+    code, stdout, err = run_cli(capsys, "evaluate", "--model", "cnn", "--models-dir", str(tiny_models_dir),
+                                "--data", str(drawn_dataset), "--split", "val", "--json", str(out))
+    assert code == 0, err
+    assert "(val split)" in stdout
+    result = json.loads(out.read_text())
+    val = load_manifest(manifest_path(tiny_models_dir)).paths("val")
+    assert result["split"] == "val" and result["n"] == len(val)
+    assert [sum(row) for row in result["confusion_matrix"]] == [
+        sum(label == name for _, label in val) for name in CLASS_NAMES]
+
+
+def test_evaluate_split_refuses_a_model_trained_on_another_split(capsys, tiny_models_dir, drawn_dataset, tmp_path):
+    from bloodcell.data import load_manifest, manifest_path, save_manifest
+
+    shutil.copytree(tiny_models_dir / "cnn", tmp_path / "cnn")
+    other = load_manifest(manifest_path(tiny_models_dir))
+    one_val, one_train = (next(f for f in other.files if f["split"] == name) for name in ("val", "train"))
+    one_val["split"], one_train["split"] = "train", "val"  # one image the model trained on is now "validation"
+    save_manifest(other, manifest_path(tmp_path))
+    code, _, err = run_cli(capsys, "-q", "evaluate", "--model", "cnn", "--models-dir", str(tmp_path),
+                           "--data", str(drawn_dataset), "--split", "val")
+    assert code == 2 and "another split" in err and len(err.strip().splitlines()) == 1
+
+
+def test_evaluate_split_names_images_missing_from_the_data(capsys, tiny_models_dir, tmp_path):
+    empty = tmp_path / "empty"
+    for name in CLASS_NAMES:
+        (empty / name).mkdir(parents=True)
+    code, _, err = run_cli(capsys, "-q", "evaluate", "--model", "cnn", "--models-dir", str(tiny_models_dir),
+                           "--data", str(empty), "--split", "test")
+    assert code == 2 and "are not in" in err and "point --data" in err and len(err.strip().splitlines()) == 1
