@@ -29,6 +29,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from bloodcell.errors import BloodcellError
+
 log = logging.getLogger("bloodcell")
 
 STATE_FILE = "state.json"
@@ -154,7 +156,6 @@ class TrainingCheckpoint:
         return EpochSaver(self, phase, early_stopping, reduce_lr)
 
 
-
 class EpochSaver(keras.callbacks.Callback):
     """Saves a phase after each epoch and at its end; at its start, restores what was saved.
 
@@ -177,13 +178,18 @@ class EpochSaver(keras.callbacks.Callback):
         self.rows = list(saved["rows"]) if saved else []
         if not saved:
             return
-        self.model.set_weights(self.checkpoint.weights(self.phase))
+        # Same recipe, other code (the network changed between versions): nothing to go on from.
+        misfit = BloodcellError(f"the unfinished run in {self.checkpoint.folder} does not fit this network; "
+                                "delete that folder to start over")
+        try:
+            self.model.set_weights(self.checkpoint.weights(self.phase))
+        except ValueError:
+            raise misfit from None
         optimizer = self.model.optimizer
         optimizer.build(self.model.trainable_variables)
         values = self.checkpoint.weights(self.phase, "optimizer")
-        if len(values) != len(optimizer.variables):
-            raise ValueError(f"the checkpoint's optimizer has {len(values)} variables, this run's "
-                             f"{len(optimizer.variables)}")
+        if [value.shape for value in values] != [tuple(variable.shape) for variable in optimizer.variables]:
+            raise misfit
         for variable, value in zip(optimizer.variables, values):
             variable.assign(value)
         stopping, plateau = saved["early_stopping"], saved["reduce_lr"]

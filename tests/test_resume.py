@@ -143,3 +143,18 @@ def test_an_unreadable_checkpoint_starts_the_run_over(tmp_path, caplog):
         checkpoint = TrainingCheckpoint.open(folder, {"model": "cnn"})
     assert "cannot be read" in caplog.text
     assert checkpoint.epochs_done() == 0 and checkpoint.resumed_after_epochs == []
+
+
+def test_a_checkpoint_that_does_not_fit_the_network_is_a_clear_error(monkeypatch, drawn_dataset, tmp_path):
+    from bloodcell.errors import BloodcellError
+
+    with monkeypatch.context() as patch:
+        _stop_after(patch, 1)
+        with pytest.raises(KeyboardInterrupt):
+            _train("cnn", drawn_dataset, tmp_path)
+    folder = checkpoint_folder(tmp_path, "cnn")
+    state = json.loads((folder / STATE_FILE).read_text())
+    with open(folder / state["phases"]["train"]["optimizer"], "wb") as handle:
+        np.savez(handle, np.zeros(3))  # as if the network had changed since
+    with pytest.raises(BloodcellError, match="does not fit this network"):
+        _train("cnn", drawn_dataset, tmp_path)
