@@ -47,6 +47,15 @@ def _train(name: str, data: Path, models_dir: Path, epochs: int = 3, **options) 
     return train(name, data, models_dir, epochs=epochs, image_size=32, batch_size=8, verbose=0, **options)
 
 
+def _train_until_ctrl_c(monkeypatch, name: str, data: Path, models_dir: Path, stop_after: int, **options) -> dict:
+    """Train `name` and stop it (a Ctrl-C) once epoch `stop_after` is saved; the checkpoint's state."""
+    with monkeypatch.context() as patch:
+        _stop_after(patch, stop_after)
+        with pytest.raises(KeyboardInterrupt):
+            _train(name, data, models_dir, **options)
+    return json.loads((checkpoint_folder(models_dir, name) / STATE_FILE).read_text())
+
+
 def _steps_per_epoch(models_dir: Path) -> int:
     split = json.loads((models_dir / "split.json").read_text())
     return int(np.ceil(split["sizes"]["train"] / 8))
@@ -54,12 +63,8 @@ def _steps_per_epoch(models_dir: Path) -> int:
 
 def test_an_interrupted_run_goes_on_from_its_last_epoch_with_everything_restored(monkeypatch, drawn_dataset,
                                                                                   tmp_path):
-    with monkeypatch.context() as patch:
-        _stop_after(patch, 2)
-        with pytest.raises(KeyboardInterrupt):
-            _train("cnn", drawn_dataset, tmp_path)
+    state = _train_until_ctrl_c(monkeypatch, "cnn", drawn_dataset, tmp_path, stop_after=2)
     folder = checkpoint_folder(tmp_path, "cnn")
-    state = json.loads((folder / STATE_FILE).read_text())
     saved = state["phases"]["train"]
     assert saved["epochs_done"] == 2 and not saved["finished"]
     assert [row["epoch"] for row in saved["rows"]] == [1, 2]
@@ -90,10 +95,7 @@ def test_a_run_that_ran_straight_through_says_so_and_leaves_no_checkpoint(tiny_m
 
 def test_another_recipe_does_not_resume_a_checkpoint_it_did_not_write(monkeypatch, drawn_dataset, tmp_path,
                                                                        caplog):
-    with monkeypatch.context() as patch:
-        _stop_after(patch, 1)
-        with pytest.raises(KeyboardInterrupt):
-            _train("cnn", drawn_dataset, tmp_path)
+    _train_until_ctrl_c(monkeypatch, "cnn", drawn_dataset, tmp_path, stop_after=1)
     starts = _record_restores(monkeypatch)
     with caplog.at_level(logging.WARNING, logger="bloodcell"):
         out = _train("cnn", drawn_dataset, tmp_path, recipe_options={"learning_rate": 5e-4})
@@ -105,12 +107,9 @@ def test_another_recipe_does_not_resume_a_checkpoint_it_did_not_write(monkeypatc
 
 def test_a_finished_head_phase_is_not_trained_again(monkeypatch, drawn_dataset, imagenet_weights, tmp_path):
     """MobileNetV2 trains in two phases; stopped in the second, it resumes there and keeps the first's rows."""
-    options = {"base_weights": str(imagenet_weights)}
-    with monkeypatch.context() as patch:
-        _stop_after(patch, 2)  # epoch 1 is the head phase, epoch 2 the first of fine-tuning
-        with pytest.raises(KeyboardInterrupt):
-            _train("cellfocus", drawn_dataset, tmp_path, **options)
-    state = json.loads((checkpoint_folder(tmp_path, "cellfocus") / STATE_FILE).read_text())
+    # Epoch 1 is the head phase, epoch 2 the first of fine-tuning.
+    state = _train_until_ctrl_c(monkeypatch, "cellfocus", drawn_dataset, tmp_path, stop_after=2,
+                                base_weights=str(imagenet_weights))
     assert state["phases"]["head"]["finished"] and state["phases"]["fine_tune"]["epochs_done"] == 2
 
     # The same weights from another place (a moved checkout) are the same run.
@@ -148,12 +147,8 @@ def test_an_unreadable_checkpoint_starts_the_run_over(tmp_path, caplog):
 def test_a_checkpoint_that_does_not_fit_the_network_is_a_clear_error(monkeypatch, drawn_dataset, tmp_path):
     from bloodcell.errors import BloodcellError
 
-    with monkeypatch.context() as patch:
-        _stop_after(patch, 1)
-        with pytest.raises(KeyboardInterrupt):
-            _train("cnn", drawn_dataset, tmp_path)
+    state = _train_until_ctrl_c(monkeypatch, "cnn", drawn_dataset, tmp_path, stop_after=1)
     folder = checkpoint_folder(tmp_path, "cnn")
-    state = json.loads((folder / STATE_FILE).read_text())
     with open(folder / state["phases"]["train"]["optimizer"], "wb") as handle:
         np.savez(handle, np.zeros(3))  # as if the network had changed since
     with pytest.raises(BloodcellError, match="does not fit this network"):
