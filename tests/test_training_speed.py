@@ -1,0 +1,47 @@
+"""The training-speed benchmark times the pipeline and both training phases, and refuses what it cannot time."""
+
+from __future__ import annotations
+
+import re
+import sys
+
+import pytest
+
+from benchmarks import training_speed
+
+
+def run(monkeypatch, *args: str) -> None:
+    monkeypatch.setattr(sys, "argv", ["training_speed", *args])
+    training_speed.main()
+
+
+def test_prints_each_part_of_an_epoch(drawn_dataset, imagenet_weights, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("BLOODCELL_DATA", str(drawn_dataset))
+    monkeypatch.setenv("BLOODCELL_MODELS", str(tmp_path))
+    monkeypatch.setenv("BLOODCELL_IMAGENET_WEIGHTS", str(imagenet_weights))
+    run(monkeypatch, "--model", "cellfocus", "--images", "16", "--steps", "1", "--image-size", "32",
+        "--batch-size", "8")
+    out = capsys.readouterr().out
+    assert "cellfocus at 32 pixels, 16 training photos, batches of 8" in out
+    figures = {label: float(value) for label, value in
+               re.findall(r"^(first pass|later passes|training step, head phase|training step, fine-tuning)"
+                          r"\D*([\d.]+)", out, flags=re.MULTILINE)}
+    assert len(figures) == 4 and all(value > 0 for value in figures.values()), out
+    assert re.search(r"an epoch of the full split \(\d+ batches\) takes at least [\d.]+ min", out)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--images", "4", "--batch-size", "8"], "--images must be at least the batch size"),
+    (["--set", "no_such_option=1"], "--set takes KEY=VALUE"),
+])
+def test_refuses_what_it_cannot_time(args, message, monkeypatch, capsys):
+    with pytest.raises(SystemExit):
+        run(monkeypatch, *args)
+    assert message in capsys.readouterr().err
+
+
+def test_missing_dataset_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("BLOODCELL_DATA", str(tmp_path / "nowhere"))
+    monkeypatch.setenv("BLOODCELL_MODELS", str(tmp_path / "models"))
+    with pytest.raises(SystemExit, match="^error: "):
+        run(monkeypatch, "--model", "cnn", "--images", "8", "--batch-size", "8", "--image-size", "32")
