@@ -8,7 +8,8 @@ a sample of the training split, with a model's own recipe:
 
 - building the cached views (decode, cell view, twin), per image: paid
   once per run (and again after each resume);
-- the augmentation after the cache, per batch: paid every epoch;
+- the augmentation after the cache, per batch: paid every epoch; and each
+  of its stages alone;
 - one training step of the network per batch, with the backbone frozen
   (the head phase) and partly unfrozen (fine-tuning), on a batch already
   made.
@@ -30,14 +31,16 @@ import time
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from bloodcell.bench import cpu_name
 from bloodcell.config import CLASS_NAMES, resolve_data_dir, resolve_imagenet_weights, resolve_models_dir
 from bloodcell.counterfactual import BY_WHITE_CELLS, lab_looks
 from bloodcell.data import load_or_create_manifest
 from bloodcell.errors import BloodcellError
+from bloodcell.imaging import GREY_CELL_VIEW
 from bloodcell.models import MOBILENET_FINE_TUNE_FROM, build_model, get_spec, set_mobilenet_trainable
-from bloodcell.pipeline import make_dataset
+from bloodcell.pipeline import augment_batch, augment_colour, make_augmenter, make_dataset, random_convolution
 from bloodcell.training import RECIPES, parse_recipe_options
 
 
@@ -71,6 +74,27 @@ def seconds_per_batch(dataset) -> tuple[float, int, tuple]:
             first = batch
         batches += 1
     return (time.perf_counter() - started) / batches, batches, first
+
+
+def stage_seconds(recipe: dict, grey: bool, images, runs: int = 3) -> dict[str, float]:
+    """Median seconds per batch of each augmentation the recipe turns on, each alone, as a graph (as tf.data runs it)."""
+    augmenter = make_augmenter(0)  # its random layers hold variables: made once, outside the graph
+    stages = {"flips, quarter turns, rotation, zoom, shift": lambda x: augment_batch(x, augmenter)}
+    if recipe.get("colour_augment"):
+        stages["colour and focus"] = lambda x: augment_colour(x, grey, recipe.get("focus_levels"))
+    if recipe.get("random_texture"):
+        stages["random texture"] = lambda x: random_convolution(x, recipe["random_texture"])
+    timed = {}
+    for name, stage in stages.items():
+        graph = tf.function(stage)
+        graph(images)
+        times = []
+        for _ in range(runs):
+            started = time.perf_counter()
+            graph(images)
+            times.append(time.perf_counter() - started)
+        timed[name] = float(np.median(times))
+    return timed
 
 
 def step_seconds(model: keras.Model, batch: tuple, steps: int) -> float:
@@ -117,7 +141,9 @@ def main() -> None:
     building, batches, _ = seconds_per_batch(dataset)
     print(f"first pass (cached views built):  {building * batches / args.images * 1000:7.0f} ms per image")
     augmenting, batches, batch = seconds_per_batch(dataset)
-    print(f"later passes (augmentation only): {augmenting:7.2f} s per batch")
+    print(f"later passes (augmentation only): {augmenting:7.2f} s per batch, of which, each alone:")
+    for stage, seconds in stage_seconds(recipe, spec.view == GREY_CELL_VIEW, batch[0]).items():
+        print(f"  {stage}: {seconds:.2f} s")
 
     model = build_model(args.model, size, base_weights=resolve_imagenet_weights(None))
     steps = {}

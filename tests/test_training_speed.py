@@ -27,6 +27,8 @@ def test_prints_each_part_of_an_epoch(drawn_dataset, imagenet_weights, tmp_path,
                re.findall(r"^(first pass|later passes|training step, head phase|training step, fine-tuning)"
                           r"\D*([\d.]+)", out, flags=re.MULTILINE)}
     assert len(figures) == 4 and all(value > 0 for value in figures.values()), out
+    stages = dict(re.findall(r"^  (.+): ([\d.]+) s$", out, flags=re.MULTILINE))
+    assert set(stages) == {"flips, quarter turns, rotation, zoom, shift", "colour and focus"}, out
     assert re.search(r"an epoch of the full split \(\d+ batches\) takes at least [\d.]+ min", out)
 
 
