@@ -52,17 +52,18 @@ def training_dataset(name: str, recipe: dict, images: int, size: int, seed: int 
     train = manifest.paths("train")
     chosen = [train[i] for i in np.random.default_rng(seed).permutation(len(train))[:images]]
     twins = bool(recipe.get("twin_share"))
-    dataset = make_dataset([data_dir / path for path, _ in chosen], [CLASS_NAMES.index(label) for _, label in chosen],
-                        size, recipe["batch_size"], shuffle=True, augment=True, seed=seed,
-                        view=get_spec(name).view, colour_augment=bool(recipe.get("colour_augment")),
-                        magnification_transfer=recipe.get("magnification_transfer", 0.0),
-                        magnification_ruler=recipe.get("magnification_ruler", BY_WHITE_CELLS),
-                        random_texture=recipe.get("random_texture", 0.0),
-                        twin_share=recipe.get("twin_share", 0.0),
-                        round_trip_share=recipe.get("round_trip_share", 0.0),
-                        twin_stain_parts=bool(recipe.get("twin_stain_parts")),
-                        looks=lab_looks(manifest, data_dir) if twins else None,
-                        focus_levels=recipe.get("focus_levels"))
+    paths = [data_dir / path for path, _ in chosen]
+    labels = [CLASS_NAMES.index(label) for _, label in chosen]
+    dataset = make_dataset(paths, labels, size, recipe["batch_size"], shuffle=True, augment=True, seed=seed,
+                           view=get_spec(name).view, colour_augment=bool(recipe.get("colour_augment")),
+                           magnification_transfer=recipe.get("magnification_transfer", 0.0),
+                           magnification_ruler=recipe.get("magnification_ruler", BY_WHITE_CELLS),
+                           random_texture=recipe.get("random_texture", 0.0),
+                           twin_share=recipe.get("twin_share", 0.0),
+                           round_trip_share=recipe.get("round_trip_share", 0.0),
+                           twin_stain_parts=bool(recipe.get("twin_stain_parts")),
+                           looks=lab_looks(manifest, data_dir) if twins else None,
+                           focus_levels=recipe.get("focus_levels"))
     return dataset, len(train)
 
 
@@ -77,7 +78,7 @@ def seconds_per_batch(dataset) -> tuple[float, int, tuple]:
 
 
 def stage_seconds(recipe: dict, grey: bool, images, runs: int = 3) -> dict[str, float]:
-    """Median seconds per batch of each augmentation the recipe turns on, each alone, as a graph (as tf.data runs it)."""
+    """Median seconds per batch of each augmentation the recipe turns on, each alone, run as tf.data runs it."""
     augmenter = make_augmenter(0)  # its random layers hold variables: made once, outside the graph
     stages = {"flips, quarter turns, rotation, zoom, shift": lambda x: augment_batch(x, augmenter)}
     if recipe.get("colour_augment"):
@@ -110,6 +111,36 @@ def step_seconds(model: keras.Model, batch: tuple, steps: int) -> float:
     return float(np.median(times))
 
 
+def report(name: str, recipe: dict, images: int, size: int, steps_timed: int) -> None:
+    """Print each part's time: the cached views, the augmentation and its stages, the training step."""
+    spec = get_spec(name)
+    dataset, split_photos = training_dataset(name, recipe, images, size)
+    building, batches, _ = seconds_per_batch(dataset)
+    print(f"first pass (cached views built):  {building * batches / images * 1000:7.0f} ms per image")
+    augmenting, batches, batch = seconds_per_batch(dataset)
+    print(f"later passes (augmentation only): {augmenting:7.2f} s per batch, of which, each alone:")
+    for stage, seconds in stage_seconds(recipe, spec.view == GREY_CELL_VIEW, batch[0]).items():
+        print(f"  {stage}: {seconds:.2f} s")
+
+    model = build_model(name, size, base_weights=resolve_imagenet_weights(None))
+    steps = {}
+    if spec.backbone == "mobilenetv2":
+        set_mobilenet_trainable(model, fine_tune=False)
+        steps["head phase"] = step_seconds(model, batch, steps_timed)
+        set_mobilenet_trainable(model, fine_tune=True,
+                                fine_tune_from=recipe.get("fine_tune_from", MOBILENET_FINE_TUNE_FROM))
+        steps["fine-tuning"] = step_seconds(model, batch, steps_timed)
+    else:
+        steps["training"] = step_seconds(model, batch, steps_timed)
+    for phase, seconds in steps.items():
+        print(f"training step, {phase + ':':13s}    {seconds:7.2f} s per batch "
+              f"(augmentation is {augmenting / seconds:.1f}x that)")
+    full_batches = -(-split_photos // recipe["batch_size"])
+    print(f"an epoch of the full split ({full_batches} batches) takes at least "
+          f"{full_batches * max(augmenting, max(steps.values())) / 60:.1f} min; both parts in turn: "
+          f"{full_batches * (augmenting + max(steps.values())) / 60:.1f} min (plus the validation pass)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="celltwin", choices=sorted(RECIPES))
@@ -133,35 +164,10 @@ def main() -> None:
                      "at least 1 and --image-size at least 32")
     print(f"{cpu_name()} ({os.cpu_count()} cores), {args.model} at {size} pixels, {args.images} training photos, "
           f"batches of {recipe['batch_size']}")
-
     try:
-        dataset, split_photos = training_dataset(args.model, recipe, args.images, size)
-    except BloodcellError as exc:  # no dataset, or a split that does not match it
+        report(args.model, recipe, args.images, size, args.steps)
+    except BloodcellError as exc:  # no dataset, a split that does not match it, no ImageNet weights
         sys.exit(f"error: {exc}")
-    building, batches, _ = seconds_per_batch(dataset)
-    print(f"first pass (cached views built):  {building * batches / args.images * 1000:7.0f} ms per image")
-    augmenting, batches, batch = seconds_per_batch(dataset)
-    print(f"later passes (augmentation only): {augmenting:7.2f} s per batch, of which, each alone:")
-    for stage, seconds in stage_seconds(recipe, spec.view == GREY_CELL_VIEW, batch[0]).items():
-        print(f"  {stage}: {seconds:.2f} s")
-
-    model = build_model(args.model, size, base_weights=resolve_imagenet_weights(None))
-    steps = {}
-    if spec.backbone == "mobilenetv2":
-        set_mobilenet_trainable(model, fine_tune=False)
-        steps["head phase"] = step_seconds(model, batch, args.steps)
-        set_mobilenet_trainable(model, fine_tune=True,
-                                fine_tune_from=recipe.get("fine_tune_from", MOBILENET_FINE_TUNE_FROM))
-        steps["fine-tuning"] = step_seconds(model, batch, args.steps)
-    else:
-        steps["training"] = step_seconds(model, batch, args.steps)
-    for phase, seconds in steps.items():
-        print(f"training step, {phase + ':':13s}    {seconds:7.2f} s per batch "
-              f"(augmentation is {augmenting / seconds:.1f}x that)")
-    full_batches = -(-split_photos // recipe["batch_size"])
-    print(f"an epoch of the full split ({full_batches} batches) takes at least "
-          f"{full_batches * max(augmenting, max(steps.values())) / 60:.1f} min; both parts in turn: "
-          f"{full_batches * (augmenting + max(steps.values())) / 60:.1f} min (plus the validation pass)")
 
 
 if __name__ == "__main__":
