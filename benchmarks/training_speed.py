@@ -35,13 +35,13 @@ import tensorflow as tf
 
 from bloodcell.bench import cpu_name
 from bloodcell.config import CLASS_NAMES, resolve_data_dir, resolve_imagenet_weights, resolve_models_dir
-from bloodcell.counterfactual import BY_WHITE_CELLS, lab_looks
+from bloodcell.counterfactual import lab_looks
 from bloodcell.data import load_or_create_manifest
 from bloodcell.errors import BloodcellError
 from bloodcell.imaging import GREY_CELL_VIEW
 from bloodcell.models import MOBILENET_FINE_TUNE_FROM, build_model, get_spec, set_mobilenet_trainable
-from bloodcell.pipeline import augment_batch, augment_colour, make_augmenter, make_dataset, random_convolution
-from bloodcell.training import RECIPES, parse_recipe_options
+from bloodcell.pipeline import augment_batch, augment_colour, make_augmenter, random_convolution
+from bloodcell.training import RECIPES, fitted_network, parse_recipe_options, training_pipeline
 
 
 def training_dataset(name: str, recipe: dict, images: int, size: int, seed: int = 0):
@@ -51,19 +51,10 @@ def training_dataset(name: str, recipe: dict, images: int, size: int, seed: int 
     manifest = load_or_create_manifest(data_dir, models_dir)
     train = manifest.paths("train")
     chosen = [train[i] for i in np.random.default_rng(seed).permutation(len(train))[:images]]
-    twins = bool(recipe.get("twin_share"))
     paths = [data_dir / path for path, _ in chosen]
     labels = [CLASS_NAMES.index(label) for _, label in chosen]
-    dataset = make_dataset(paths, labels, size, recipe["batch_size"], shuffle=True, augment=True, seed=seed,
-                           view=get_spec(name).view, colour_augment=bool(recipe.get("colour_augment")),
-                           magnification_transfer=recipe.get("magnification_transfer", 0.0),
-                           magnification_ruler=recipe.get("magnification_ruler", BY_WHITE_CELLS),
-                           random_texture=recipe.get("random_texture", 0.0),
-                           twin_share=recipe.get("twin_share", 0.0),
-                           round_trip_share=recipe.get("round_trip_share", 0.0),
-                           twin_stain_parts=bool(recipe.get("twin_stain_parts")),
-                           looks=lab_looks(manifest, data_dir) if twins else None,
-                           focus_levels=recipe.get("focus_levels"))
+    dataset = training_pipeline(name, recipe, paths, labels, size, seed, looks=lambda: lab_looks(manifest, data_dir),
+                                changed=True)
     return dataset, len(train)
 
 
@@ -99,7 +90,10 @@ def stage_seconds(recipe: dict, grey: bool, images, runs: int = 3) -> dict[str, 
 
 
 def step_seconds(model: keras.Model, batch: tuple, steps: int) -> float:
-    """Median seconds of one optimizer step on `batch`, after one untimed step that builds the graph."""
+    """Median seconds of one optimizer step on `batch`, after one untimed step that builds the graph.
+
+    `model` is what training fits (bloodcell.training.fitted_network), so a recipe with a twin
+    consistency loss is timed with that loss on its paired batches."""
     x, y = batch
     model.compile(optimizer=keras.optimizers.Adam(1e-4), loss=keras.losses.SparseCategoricalCrossentropy())
     model.train_on_batch(x, y)
@@ -123,15 +117,16 @@ def report(name: str, recipe: dict, images: int, size: int, steps_timed: int) ->
         print(f"  {stage}: {seconds:.2f} s")
 
     model = build_model(name, size, base_weights=resolve_imagenet_weights(None))
+    trained = fitted_network(model, recipe)
     steps = {}
     if spec.backbone == "mobilenetv2":
         set_mobilenet_trainable(model, fine_tune=False)
-        steps["head phase"] = step_seconds(model, batch, steps_timed)
+        steps["head phase"] = step_seconds(trained, batch, steps_timed)
         set_mobilenet_trainable(model, fine_tune=True,
                                 fine_tune_from=recipe.get("fine_tune_from", MOBILENET_FINE_TUNE_FROM))
-        steps["fine-tuning"] = step_seconds(model, batch, steps_timed)
+        steps["fine-tuning"] = step_seconds(trained, batch, steps_timed)
     else:
-        steps["training"] = step_seconds(model, batch, steps_timed)
+        steps["training"] = step_seconds(trained, batch, steps_timed)
     for phase, seconds in steps.items():
         print(f"training step, {phase + ':':13s}    {seconds:7.2f} s per batch "
               f"(augmentation is {augmenting / seconds:.1f}x that)")

@@ -16,6 +16,7 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 import keras
 import numpy as np
@@ -423,6 +424,43 @@ def warm_start(model: keras.Model, source: str | Path) -> dict:
     return {"model": card.get("name", folder.name), "folder": str(folder), "file_sha256": card.get("file_sha256")}
 
 
+def training_pipeline(name: str, recipe: dict, paths: list[Path], labels: list[int], size: int, seed: int,
+                      looks: Callable[[], dict], changed: bool = False):
+    """The shuffled, augmented training batches that `name`'s `recipe` asks for.
+
+    The one place that turns a recipe into make_dataset's options, so that
+    training and benchmarks.training_speed build the same pipeline. `looks`
+    gives the two labs' looks (lab_looks), called only when the recipe has
+    twins; `changed` says the recipe carries --set options, for the message
+    when they do not go together.
+    """
+    consistency = recipe.get("twin_consistency", 0.0)
+    twins = bool(recipe.get("twin_share") or consistency)
+    try:
+        return make_dataset(paths, labels, size, recipe["batch_size"], shuffle=True, augment=True, seed=seed,
+                            view=get_spec(name).view, colour_augment=bool(recipe.get("colour_augment")),
+                            magnification_transfer=recipe.get("magnification_transfer", 0.0),
+                            magnification_ruler=recipe.get("magnification_ruler", BY_WHITE_CELLS),
+                            random_texture=recipe.get("random_texture", 0.0),
+                            twin_share=recipe.get("twin_share", 0.0), twin_pairs=bool(consistency),
+                            round_trip_share=recipe.get("round_trip_share", 0.0),
+                            twin_stain_parts=bool(recipe.get("twin_stain_parts")),
+                            looks=looks() if twins else None,
+                            focus_levels=recipe.get("focus_levels"))
+    except ValueError as exc:  # a combination of recipe options that does not go together
+        raise BloodcellError(f"{name}'s recipe{' with --set' if changed else ''}: {exc}") from None
+
+
+def fitted_network(model: keras.Model, recipe: dict) -> keras.Model:
+    """What fits: the network itself, or a twin of its graph whose training loss also asks each image
+    and its twin for the same answer (bloodcell.consistency; the layers are shared)."""
+    consistency = recipe.get("twin_consistency", 0.0)
+    if not consistency:
+        return model
+    return TwinConsistencyModel(consistency, inputs=model.inputs, outputs=model.outputs,
+                                name=f"{model.name}_consistency")
+
+
 def train(
     name: str,
     data_dir: Path,
@@ -476,24 +514,10 @@ def train(
     colour_augment = bool(recipe.get("colour_augment"))
     consistency = recipe.get("twin_consistency", 0.0)
     twins = bool(recipe.get("twin_share") or consistency)
-    try:
-        train_ds = make_dataset(train_paths, train_labels, size, bs, shuffle=True, augment=True, seed=seed,
-                                view=spec.view, colour_augment=colour_augment,
-                                magnification_transfer=recipe.get("magnification_transfer", 0.0),
-                                magnification_ruler=recipe.get("magnification_ruler", BY_WHITE_CELLS),
-                                random_texture=recipe.get("random_texture", 0.0),
-                                twin_share=recipe.get("twin_share", 0.0), twin_pairs=bool(consistency),
-                                round_trip_share=recipe.get("round_trip_share", 0.0),
-                                twin_stain_parts=bool(recipe.get("twin_stain_parts")),
-                                looks=lab_looks(manifest, data_dir) if twins else None,
-                                focus_levels=recipe.get("focus_levels"))
-    except ValueError as exc:  # a combination of recipe options that does not go together
-        raise BloodcellError(f"{name}'s recipe{' with --set' if recipe_options else ''}: {exc}") from None
+    train_ds = training_pipeline(name, recipe, train_paths, train_labels, size, seed,
+                                 looks=lambda: lab_looks(manifest, data_dir), changed=bool(recipe_options))
     val_ds = make_dataset(val_paths, val_labels, size, bs, view=spec.view)
-    # What fits: the network itself, or a twin of its graph whose training loss
-    # also asks each image and its twin for the same answer (shared layers).
-    trained = TwinConsistencyModel(consistency, inputs=model.inputs, outputs=model.outputs,
-                                   name=f"{name}_consistency") if consistency else model
+    trained = fitted_network(model, recipe)
 
     # Saved after every epoch, so that the same command run again goes on from the last one. The run is
     # known by what it learns from (files by content, not by path), so a moved checkout still resumes.

@@ -47,3 +47,26 @@ def test_missing_dataset_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setenv("BLOODCELL_MODELS", str(tmp_path / "models"))
     with pytest.raises(SystemExit, match="^error: "):
         run(monkeypatch, "--model", "cnn", "--images", "8", "--batch-size", "8", "--image-size", "32")
+
+
+def test_times_the_pipeline_and_network_that_training_builds(drawn_dataset, tmp_path, monkeypatch):
+    """A consistency recipe is timed on its paired batches (views, then their twins) and with its own loss."""
+    from bloodcell.consistency import TwinConsistencyModel
+    from bloodcell.models import build_model
+    from bloodcell.training import RECIPES, fitted_network
+
+    monkeypatch.setenv("BLOODCELL_DATA", str(drawn_dataset))
+    monkeypatch.setenv("BLOODCELL_MODELS", str(tmp_path))
+    recipe = {**RECIPES["celltwin"], "twin_share": 0.0, "twin_consistency": 12.0, "batch_size": 4}
+    dataset, _ = training_speed.training_dataset("celltwin", recipe, images=8, size=32)
+    images, labels = next(iter(dataset))
+    assert images.shape[0] == 8 and list(labels[:4].numpy()) == list(labels[4:].numpy())
+    assert isinstance(fitted_network(build_model("cnn", 32), recipe), TwinConsistencyModel)
+
+
+def test_a_recipe_that_does_not_go_together_is_one_line(drawn_dataset, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("BLOODCELL_DATA", str(drawn_dataset))
+    monkeypatch.setenv("BLOODCELL_MODELS", str(tmp_path))
+    with pytest.raises(SystemExit, match="^error: celltwin's recipe with --set: .*not both"):
+        run(monkeypatch, "--model", "celltwin", "--set", "twin_consistency=12", "--images", "8",
+            "--batch-size", "8", "--image-size", "32")
