@@ -64,16 +64,19 @@ def augment_batch(images: tf.Tensor, augmenter: keras.Sequential, seed: int = 0)
 
 
 def _gaussian_blur(images: tf.Tensor, sigma: tf.Tensor) -> tf.Tensor:
-    """Separable Gaussian blur; edges reflected, so the border does not darken."""
+    """Separable Gaussian blur; edges reflected, so the border does not darken.
+
+    Each pass is a weighted sum of seven shifted slices: the same sums as a
+    depthwise convolution, in about half its time on a CPU.
+    """
     radius = 3
     offsets = tf.range(-radius, radius + 1, dtype=tf.float32)
     kernel = tf.exp(-0.5 * tf.square(offsets / sigma))
     kernel = kernel / tf.reduce_sum(kernel)
-    horizontal = tf.tile(tf.reshape(kernel, (1, -1, 1, 1)), (1, 1, 3, 1))
-    vertical = tf.tile(tf.reshape(kernel, (-1, 1, 1, 1)), (1, 1, 3, 1))
-    images = tf.pad(images, [[0, 0], [radius, radius], [radius, radius], [0, 0]], mode="REFLECT")
-    images = tf.nn.depthwise_conv2d(images, horizontal, (1, 1, 1, 1), "VALID")
-    return tf.nn.depthwise_conv2d(images, vertical, (1, 1, 1, 1), "VALID")
+    height, width = tf.shape(images)[1], tf.shape(images)[2]
+    padded = tf.pad(images, [[0, 0], [radius, radius], [radius, radius], [0, 0]], mode="REFLECT")
+    rows = tf.add_n([kernel[k] * padded[:, :, k:k + width] for k in range(2 * radius + 1)])
+    return tf.add_n([kernel[k] * rows[:, k:k + height] for k in range(2 * radius + 1)])
 
 
 # The fine detail of a cell (image_detail on the cell view) differs between
@@ -86,7 +89,6 @@ FOCUS_DETAIL_RANGE = (4.0, 16.0)
 # The grey cell view caps detail at DETAIL_CEILING, so its focus range stops there.
 GREY_FOCUS_DETAIL_RANGE = (4.0, DETAIL_CEILING)
 FOCUS_PROBABILITY = 0.8
-_LAPLACIAN = tf.constant([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]], shape=(3, 3, 1, 1))
 
 
 def image_detail(images: tf.Tensor) -> tf.Tensor:
@@ -99,12 +101,22 @@ def image_detail(images: tf.Tensor) -> tf.Tensor:
     on whole photos); it counts the cell's outline too, so its values run
     higher than cell_detail's.
     """
-    grey = tf.image.rgb_to_grayscale(images)
-    laplacian = tf.abs(tf.nn.conv2d(grey, _LAPLACIAN, 1, "VALID"))
-    spread = tf.nn.max_pool2d(grey, 3, 1, "VALID") + tf.nn.max_pool2d(-grey, 3, 1, "VALID")
+    # Shifted slices, not conv2d and max_pool2d: the same numbers, about nine
+    # times faster on one grey channel on a CPU, where this ran three times a
+    # batch and was the most expensive part of the training augmentation.
+    grey = tf.image.rgb_to_grayscale(images)[..., 0]
+    laplacian = tf.abs(grey[:, :-2, 1:-1] + grey[:, 2:, 1:-1] + grey[:, 1:-1, :-2] + grey[:, 1:-1, 2:]
+                       - 4.0 * grey[:, 1:-1, 1:-1])
+    spread = _window_max(grey) + _window_max(-grey)
     varies = tf.cast(spread > 0.5, tf.float32)
-    area = tf.maximum(tf.reduce_sum(varies, axis=(1, 2, 3)), 1.0)
-    return tf.reduce_sum(laplacian * varies, axis=(1, 2, 3)) / area
+    area = tf.maximum(tf.reduce_sum(varies, axis=(1, 2)), 1.0)
+    return tf.reduce_sum(laplacian * varies, axis=(1, 2)) / area
+
+
+def _window_max(grey: tf.Tensor) -> tf.Tensor:
+    """The largest value of each 3 x 3 window (no padding) of a batch of one-channel images."""
+    rows = tf.maximum(tf.maximum(grey[:, :, :-2], grey[:, :, 1:-1]), grey[:, :, 2:])
+    return tf.maximum(tf.maximum(rows[:, :-2], rows[:, 1:-1]), rows[:, 2:])
 
 
 def random_focus(images: tf.Tensor, detail_range: tuple[float, float] = FOCUS_DETAIL_RANGE) -> tf.Tensor:

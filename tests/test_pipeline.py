@@ -61,6 +61,30 @@ def _textured_views(count: int, grain: float, seed: int) -> np.ndarray:
     return np.clip(views, 0, 255)
 
 
+def test_focus_measures_match_their_convolution_definitions():
+    """image_detail and the blur are written with shifted slices for speed; they compute the convolutions."""
+    import tensorflow as tf
+
+    from bloodcell.pipeline import _gaussian_blur, image_detail
+
+    views = tf.constant(_textured_views(6, 1.0, seed=4), tf.float32)
+    grey = tf.image.rgb_to_grayscale(views)
+    laplacian_kernel = tf.constant([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]], shape=(3, 3, 1, 1))
+    laplacian = tf.abs(tf.nn.conv2d(grey, laplacian_kernel, 1, "VALID"))
+    spread = tf.nn.max_pool2d(grey, 3, 1, "VALID") + tf.nn.max_pool2d(-grey, 3, 1, "VALID")
+    varies = tf.cast(spread > 0.5, tf.float32)
+    expected = tf.reduce_sum(laplacian * varies, axis=(1, 2, 3)) / tf.reduce_sum(varies, axis=(1, 2, 3))
+    np.testing.assert_allclose(image_detail(views).numpy(), expected.numpy(), rtol=1e-5)
+
+    sigma = 1.3
+    taps = np.exp(-0.5 * (np.arange(-3, 4) / sigma) ** 2)
+    taps = (taps / taps.sum()).astype(np.float32)
+    padded = tf.pad(views, [[0, 0], [3, 3], [3, 3], [0, 0]], mode="REFLECT")
+    kernel = tf.constant(np.outer(taps, taps)[:, :, None, None] * np.ones((1, 1, 3, 1), np.float32))
+    blurred = tf.nn.depthwise_conv2d(padded, kernel, (1, 1, 1, 1), "VALID")
+    np.testing.assert_allclose(_gaussian_blur(views, tf.constant(sigma)).numpy(), blurred.numpy(), atol=1e-3)
+
+
 def test_random_focus_takes_away_the_sharpness_gap_between_labs():
     import tensorflow as tf
 
