@@ -131,6 +131,40 @@ def test_match_detail_blurs_or_sharpens_to_the_target():
         assert abs(cell_detail(matched, truth) / own - ratio) < 0.05 * ratio
 
 
+def _match_detail_on_the_whole_photo(pixels, mask, target):
+    """match_detail's definition: bisect the strength, measuring each try on the whole photo."""
+    from bloodcell.counterfactual import DETAIL_SEARCH_STEPS, SHARPEST, SOFTEST_BLUR, refocus
+
+    low, high = (-SOFTEST_BLUR, 0.0) if cell_detail(pixels, mask) > target else (0.0, SHARPEST)
+    for _ in range(DETAIL_SEARCH_STEPS):
+        middle = (low + high) / 2
+        if cell_detail(refocus(pixels, middle), mask) > target:
+            high = middle
+        else:
+            low = middle
+    return refocus(pixels, (low + high) / 2)
+
+
+@pytest.mark.parametrize("corner", [False, True])
+def test_match_detail_searches_on_the_cells_box_with_the_same_result(corner):
+    """The search is cropped to the cell for speed; it must pick the very strength the whole photo gives."""
+    image, truth = draw_field("peach", seed=6)
+    pixels = np.asarray(_textured(image, truth, 1.0), np.float32)
+    if corner:  # a cell cut by the photo's edge: the box meets the border, where the blur reflects
+        rows, cols = np.nonzero(truth)
+        pixels, truth = pixels[rows.min() + 10:, cols.min() + 10:], truth[rows.min() + 10:, cols.min() + 10:]
+    from bloodcell.counterfactual import SHARPEST, SOFTEST_BLUR, _mean_detail, _search_region, refocus
+
+    crop, inside = _search_region(pixels, truth)
+    assert crop.size < pixels.size
+    for strength in (-SOFTEST_BLUR, -1.3, 0.0, 0.7, SHARPEST):  # each try measures what the whole photo would
+        assert _mean_detail(refocus(crop, strength), inside) == cell_detail(refocus(pixels, strength), truth)
+    own = cell_detail(pixels, truth)
+    for ratio in (0.4, 2.5):
+        np.testing.assert_array_equal(match_detail(pixels, truth, own * ratio),
+                                      _match_detail_on_the_whole_photo(pixels, truth, own * ratio))
+
+
 def test_twin_takes_the_other_labs_detail():
     image, truth = draw_field("peach", seed=6)
     image = _textured(image, truth, 0.8, seed=1)
