@@ -54,7 +54,7 @@ def training_dataset(name: str, recipe: dict, images: int, size: int, seed: int 
     paths = [data_dir / path for path, _ in chosen]
     labels = [CLASS_NAMES.index(label) for _, label in chosen]
     dataset = training_pipeline(name, recipe, paths, labels, size, seed, looks=lambda: lab_looks(manifest, data_dir),
-                                changed=True)
+                                changed=recipe != RECIPES[name])
     return dataset, len(train)
 
 

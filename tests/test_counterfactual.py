@@ -148,13 +148,13 @@ def _match_detail_on_the_whole_photo(pixels, mask, target):
 @pytest.mark.parametrize("corner", [False, True])
 def test_match_detail_searches_on_the_cells_box_with_the_same_result(corner):
     """The search is cropped to the cell for speed; it must pick the very strength the whole photo gives."""
+    from bloodcell.counterfactual import SHARPEST, SOFTEST_BLUR, _mean_detail, _search_region, refocus
+
     image, truth = draw_field("peach", seed=6)
     pixels = np.asarray(_textured(image, truth, 1.0), np.float32)
     if corner:  # a cell cut by the photo's edge: the box meets the border, where the blur reflects
         rows, cols = np.nonzero(truth)
         pixels, truth = pixels[rows.min() + 10:, cols.min() + 10:], truth[rows.min() + 10:, cols.min() + 10:]
-    from bloodcell.counterfactual import SHARPEST, SOFTEST_BLUR, _mean_detail, _search_region, refocus
-
     crop, inside = _search_region(pixels, truth)
     assert crop.size < pixels.size
     for strength in (-SOFTEST_BLUR, -1.3, 0.0, 0.7, SHARPEST):  # each try measures what the whole photo would
