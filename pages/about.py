@@ -51,7 +51,7 @@ st.markdown(
     "Stain, background, magnification and sharpness differ, so a model can score high by "
     "recognising the lab instead of the cell. The check: 300 segmented neutrophils photographed "
     "in the Barcelona lab, used for evaluation only (the table below; the Trust page has the full "
-    "audit). No model reaches the 90% target there; the default, cellpair, is right for about four "
+    "audit). No model in this app reaches the 90% target there; the default, cellpair, is right for about four "
     "in five. If your cells come from a lab unlike both, compare the models on the Predict page, "
     "and show each cell in both training labs' looks there to see whether the look moves the answer.\n"
     "- **Single cells only.** The models were trained on crops centred on one white cell. An "
