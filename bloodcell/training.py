@@ -424,6 +424,11 @@ def warm_start(model: keras.Model, source: str | Path) -> dict:
     return {"model": card.get("name", folder.name), "folder": str(folder), "file_sha256": card.get("file_sha256")}
 
 
+def learns_from_twins(recipe: dict) -> bool:
+    """Whether `recipe` trains on counterfactual twins: in place of some views, or beside each view."""
+    return bool(recipe.get("twin_share") or recipe.get("twin_consistency"))
+
+
 def training_pipeline(name: str, recipe: dict, paths: list[Path], labels: list[int], size: int, seed: int,
                       looks: Callable[[], dict], changed: bool = False):
     """The shuffled, augmented training batches that `name`'s `recipe` asks for.
@@ -434,18 +439,17 @@ def training_pipeline(name: str, recipe: dict, paths: list[Path], labels: list[i
     twins; `changed` says the recipe carries --set options, for the message
     when they do not go together.
     """
-    consistency = recipe.get("twin_consistency", 0.0)
-    twins = bool(recipe.get("twin_share") or consistency)
     try:
         return make_dataset(paths, labels, size, recipe["batch_size"], shuffle=True, augment=True, seed=seed,
                             view=get_spec(name).view, colour_augment=bool(recipe.get("colour_augment")),
                             magnification_transfer=recipe.get("magnification_transfer", 0.0),
                             magnification_ruler=recipe.get("magnification_ruler", BY_WHITE_CELLS),
                             random_texture=recipe.get("random_texture", 0.0),
-                            twin_share=recipe.get("twin_share", 0.0), twin_pairs=bool(consistency),
+                            twin_share=recipe.get("twin_share", 0.0),
+                            twin_pairs=bool(recipe.get("twin_consistency")),
                             round_trip_share=recipe.get("round_trip_share", 0.0),
                             twin_stain_parts=bool(recipe.get("twin_stain_parts")),
-                            looks=looks() if twins else None,
+                            looks=looks() if learns_from_twins(recipe) else None,
                             focus_levels=recipe.get("focus_levels"))
     except ValueError as exc:  # a combination of recipe options that does not go together
         raise BloodcellError(f"{name}'s recipe{' with --set' if changed else ''}: {exc}") from None
@@ -513,7 +517,6 @@ def train(
     bs = recipe["batch_size"]
     colour_augment = bool(recipe.get("colour_augment"))
     consistency = recipe.get("twin_consistency", 0.0)
-    twins = bool(recipe.get("twin_share") or consistency)
     train_ds = training_pipeline(name, recipe, train_paths, train_labels, size, seed,
                                  looks=lambda: lab_looks(manifest, data_dir), changed=bool(recipe_options))
     val_ds = make_dataset(val_paths, val_labels, size, bs, view=spec.view)
@@ -609,7 +612,7 @@ def train(
                                 if consistency else ""),
                             "seed": seed},
         "shortcut_measures": _shortcut_measures(spec.view, random_texture=bool(recipe.get("random_texture")),
-                                                twins=twins, twin_pairs=bool(consistency),
+                                                twins=learns_from_twins(recipe), twin_pairs=bool(consistency),
                                                 round_trips=bool(recipe.get("round_trip_share"))),
         "epochs_run": len(history),
         "best_epoch": best_epoch,
