@@ -93,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     pair.add_argument("--name", required=True, help="the pair's folder name in the models folder")
     pair.add_argument("--data", metavar="DIR", help="dataset folder (default: $BLOODCELL_DATA or data/blood-cells)")
     pair.add_argument("--out", metavar="DIR", help="models folder (default: $BLOODCELL_MODELS or models/)")
+    pair.add_argument("--fit-group-offset", action="store_true",
+                      help="re-centre BETWEEN's group decision first: one log-odds offset for the first lab's "
+                           "group, fitted by the pair's log loss on the validation split")
 
     evaluate = commands.add_parser("evaluate", help="evaluate a model on every image of a folder",
                                    description="Evaluate on every image of a folder in the dataset "
@@ -208,9 +211,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_pair(args: argparse.Namespace) -> int:
     from bloodcell.pairing import make_pair
 
-    out = make_pair(args.between, args.within, args.name, resolve_data_dir(args.data), resolve_models_dir(args.out))
+    out = make_pair(args.between, args.within, args.name, resolve_data_dir(args.data), resolve_models_dir(args.out),
+                    fit_offset=args.fit_group_offset)
     card = json.loads((out / "card.json").read_text())
-    print(f"{card['name']}: {args.between} between the labs, {args.within} within: test accuracy "
+    offset = card["pair"].get("group_offset")
+    print(f"{card['name']}: {args.between} between the labs"
+          + (f" (group offset {offset['log_odds']:+.3f} log-odds for {offset['lab']})" if offset else "")
+          + f", {args.within} within: test accuracy "
           f"{card['test_metrics']['accuracy']:.4f}, macro F1 {card['test_metrics']['macro_f1']:.4f}, "
           f"{card['ood']['test_flagged']:.1%} of the test split flagged; saved to {out}")
     return 0

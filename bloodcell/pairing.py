@@ -14,6 +14,13 @@ a model that is sharper inside a lab (cellfocus) over the class's group. The
 pair has no weights of its own, only a temperature and an outlier detector
 fitted like any model's; its folder holds a card naming its two members.
 
+A pair may also re-centre the between model's group decision: one log-odds
+offset for the first lab's group, added to the between model's calibrated
+logits and fitted by the pair's log loss on the validation split (a bias
+beside the temperature, as in bias-corrected temperature scaling). A
+temperature rescales a model's confidence but cannot move where its group
+decision sits; training against the look can leave it off centre.
+
 Grad-CAM stays exact: each member's head is global average pooling and a
 Dense layer, so the gradient of the pair's log-probability with respect to a
 member's last feature map is a weighted sum of that member's class maps
@@ -61,6 +68,9 @@ LABS: tuple[str, ...] = tuple(dict.fromkeys(SOURCE_LAB[name] for name in CLASS_N
 GROUPS = np.array([[SOURCE_LAB[name] == lab for name in CLASS_NAMES] for lab in LABS], np.float64)
 GROUP_OF_CLASS = GROUPS.argmax(axis=0)
 _EPSILON = 1e-12
+# The group offset is searched within +-this many log-odds: past it the
+# between model would no longer decide anything.
+GROUP_OFFSET_BOUND = 6.0
 
 
 def combine(between: np.ndarray, within: np.ndarray) -> np.ndarray:
@@ -69,6 +79,41 @@ def combine(between: np.ndarray, within: np.ndarray) -> np.ndarray:
     group_mass = between @ GROUPS.T
     within_mass = within @ GROUPS.T
     return group_mass[:, GROUP_OF_CLASS] * within / np.maximum(within_mass[:, GROUP_OF_CLASS], _EPSILON)
+
+
+def group_offset_logits(offset: float) -> np.ndarray:
+    """Per-class logit shifts that add `offset` to the log-odds of the first lab's group."""
+    return offset * GROUPS[0]
+
+
+def fit_group_offset(between: np.ndarray, within: np.ndarray, labels: np.ndarray,
+                     between_temperature: float, within_temperature: float,
+                     bound: float = GROUP_OFFSET_BOUND) -> float:
+    """The first group's log-odds offset that minimises the pair's log loss on (between, within) logits.
+
+    Only the between model's group probability depends on the offset, so this
+    is a one-dimensional convex fit (a logistic regression's intercept with the
+    between model's group log-odds as a fixed input).
+    """
+    from scipy.optimize import minimize_scalar
+
+    labels = np.asarray(labels, int)
+    if len(labels) == 0 or len(labels) != len(between) or len(between) != len(within):
+        raise BloodcellError("fitting the group offset needs logits and labels for the same, non-empty images")
+    scaled = np.asarray(between, np.float64) / between_temperature
+    within_p = np.asarray(softmax(within, within_temperature), np.float64)
+
+    def log_loss(offset: float) -> float:
+        p = combine(_softmax64(scaled + group_offset_logits(offset)), within_p)
+        return float(-np.mean(np.log(np.maximum(p[np.arange(len(labels)), labels], _EPSILON))))
+
+    result = minimize_scalar(log_loss, bounds=(-bound, bound), method="bounded", options={"xatol": 1e-4})
+    return float(result.x)
+
+
+def _softmax64(logits: np.ndarray) -> np.ndarray:
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
 
 
 def log_probability_gradients(between: np.ndarray, within: np.ndarray, between_temperature: float,
@@ -124,6 +169,7 @@ class PairedClassifier(Classifier):
     def __init__(self, card: dict, between: Classifier, within: Classifier, model_dir: Path | None = None):
         view = check_members(between, within)
         self.between, self.within = between, within
+        self.group_offset = float((card.get("pair", {}).get("group_offset") or {}).get("log_odds", 0.0))
         # The members' runner only names the runtime: the pair's own _forward runs both members.
         super().__init__(None, {**card, "view": view, "last_conv_layer": between.layer_name}, model_dir,
                          runner=between.runner)
@@ -144,10 +190,16 @@ class PairedClassifier(Classifier):
                              "Grad-CAM explains the pair, the other heatmap methods explain one network: "
                              "choose one of its members for them")
 
+    def member_logits(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each member's logits (before any temperature or offset) for a batch of the pair's inputs."""
+        return tuple(member.logits(self._member_input(member, images)) for member in (self.between, self.within))
+
     def _forward(self, images: np.ndarray) -> Forward:
         a = self.between._forward(self._member_input(self.between, images))
         b = self.within._forward(self._member_input(self.within, images))
-        between = softmax(a.logits, self.between.temperature)
+        # The offset is a constant shift of the between model's scaled logits,
+        # so the gradients below keep their form with the shifted probabilities.
+        between = softmax(a.logits / self.between.temperature + group_offset_logits(self.group_offset))
         within = softmax(b.logits, self.within.temperature)
         d_between, d_within = log_probability_gradients(between, within, self.between.temperature,
                                                         self.within.temperature)
@@ -186,8 +238,13 @@ def load_pair(folder: Path, card: dict, verify_checksum: bool = True, runtime: s
     return paired
 
 
-def make_pair(between: str, within: str, name: str, data_dir: Path, models_dir: Path) -> Path:
-    """Write the pair's folder beside its members, then its test metrics, temperature and outlier check."""
+def make_pair(between: str, within: str, name: str, data_dir: Path, models_dir: Path,
+              fit_offset: bool = False) -> Path:
+    """Write the pair's folder beside its members, then its test metrics, temperature and outlier check.
+
+    With `fit_offset`, the between model's group decision is first re-centred
+    by a log-odds offset fitted on the validation split (`fit_group_offset`).
+    """
     from bloodcell.audit import trained_on_twins
     from bloodcell.data import load_manifest, manifest_path
     from bloodcell.training import calibrate, fit_abstention, remove_stale_results, split_logits
@@ -241,6 +298,16 @@ def make_pair(between: str, within: str, name: str, data_dir: Path, models_dir: 
     (out / HISTORY_FILE).write_text("[]\n")  # no training of its own: its members' pages have the curves
     manifest = load_manifest(manifest_path(models_dir))
     paired = load_pair(out, card)
+    if fit_offset:
+        between_logits, within_logits, labels = split_member_logits(paired, manifest, data_dir, "val")
+        offset = fit_group_offset(between_logits, within_logits, labels, paired.between.temperature,
+                                  paired.within.temperature)
+        card["pair"]["group_offset"] = {
+            "lab": LABS[0], "log_odds": round(offset, 4),
+            "fitted": "by the pair's log loss on the validation split, before the pair's temperature"}
+        (out / CARD_FILE).write_text(json.dumps(card, indent=1) + "\n")
+        log.info("%s: %s's group log-odds offset %+.3f (validation split)", name, LABS[0], offset)
+        paired = load_pair(out, card)
     logits, labels = split_logits(paired, manifest, data_dir, "test")
     metrics = classification_metrics(labels, softmax(logits).argmax(axis=1))
     metrics.update({"split": "test", "model": name})
@@ -251,3 +318,17 @@ def make_pair(between: str, within: str, name: str, data_dir: Path, models_dir: 
     fit_abstention(out, data_dir, manifest)
     log.info("%s: test accuracy %.4f", name, metrics["accuracy"])
     return out
+
+
+def split_member_logits(paired: PairedClassifier, manifest, data_dir: Path,
+                        split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Both members' logits and the labels of one split, through the shared input pipeline."""
+    from bloodcell.training import split_batches
+
+    between, within, labels = [], [], []
+    for x, y in split_batches(paired, manifest, data_dir, split):
+        a, b = paired.member_logits(x)
+        between.append(a)
+        within.append(b)
+        labels.append(y)
+    return np.concatenate(between), np.concatenate(within), np.concatenate(labels)

@@ -723,14 +723,21 @@ def split_logits(classifier: Classifier, manifest: SplitManifest, data_dir: Path
 def split_features(classifier: Classifier, manifest: SplitManifest, data_dir: Path,
                    split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Penultimate features, logits and labels of one split (no augmentation)."""
-    paths, labels = _split_data(manifest, Path(data_dir), split)
-    dataset = make_dataset(paths, labels, classifier.input_size, batch_size=64, view=classifier.view)
     features, logits = [], []
-    for x, _ in dataset:
-        f, z = classifier.features_and_logits(x.numpy())
+    labels = []
+    for x, y in split_batches(classifier, manifest, data_dir, split):
+        f, z = classifier.features_and_logits(x)
         features.append(f)
         logits.append(z)
-    return np.concatenate(features), np.concatenate(logits), np.asarray(labels)
+        labels.append(y)
+    return np.concatenate(features), np.concatenate(logits), np.concatenate(labels)
+
+
+def split_batches(classifier: Classifier, manifest: SplitManifest, data_dir: Path, split: str):
+    """(model inputs, labels) batches of one split as `classifier` sees it, without augmentation."""
+    paths, labels = _split_data(manifest, Path(data_dir), split)
+    for x, y in make_dataset(paths, labels, classifier.input_size, batch_size=64, view=classifier.view):
+        yield x.numpy(), y.numpy()
 
 
 def fit_abstention(model_dir: Path, data_dir: Path, manifest: SplitManifest | None = None) -> dict:

@@ -153,7 +153,10 @@ def training_words(card: dict) -> str:
 def pair_members(card: dict) -> str:
     """A pair's two models and their roles (bloodcell.pairing)."""
     pair = card["pair"]
-    return f"{pair['between']['model']} between the labs and {pair['within']['model']} within a lab"
+    offset = pair.get("group_offset")
+    shift = (f" (its group decision shifted by {offset['log_odds']:+.2f} log-odds towards {offset['lab']}, "
+             "fitted on the validation split)") if offset else ""
+    return f"{pair['between']['model']} between the labs{shift} and {pair['within']['model']} within a lab"
 
 
 def training_runs(card: dict) -> str:

@@ -67,6 +67,32 @@ def test_the_gradients_match_finite_differences():
         np.testing.assert_allclose(d_within[:, :, k], numeric_w, atol=1e-6)
 
 
+def test_the_group_offset_fit_finds_a_known_shift_and_leaves_a_centred_model_alone():
+    """Labels drawn from a model's own probabilities: that model needs no offset, and
+    the same model pushed away from the first group by 1.5 log-odds needs +1.5 back."""
+    from bloodcell.pairing import fit_group_offset, group_offset_logits
+
+    rng = np.random.default_rng(3)
+    logits = rng.normal(0, 2, (6000, len(CLASS_NAMES)))
+    cumulative = np.cumsum(np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True), axis=1)
+    labels = np.minimum((rng.random((len(logits), 1)) > cumulative).sum(axis=1), len(CLASS_NAMES) - 1)
+    assert abs(fit_group_offset(logits, logits, labels, 1.0, 1.0)) < 0.1
+    pushed = (logits - group_offset_logits(1.5)) * 2.0  # at temperature 2 the offset acts on logits / 2
+    assert fit_group_offset(pushed, logits, labels, 2.0, 1.0) == pytest.approx(1.5, abs=0.1)
+    # The within model does not enter: the group's probability is the between model's alone.
+    assert fit_group_offset(pushed, rng.normal(0, 2, logits.shape), labels, 2.0, 1.0) == pytest.approx(1.5, abs=0.1)
+
+
+def test_the_group_offset_fit_refuses_logits_and_labels_that_do_not_match():
+    from bloodcell.pairing import fit_group_offset
+
+    logits = np.zeros((4, len(CLASS_NAMES)))
+    with pytest.raises(BloodcellError, match="same, non-empty images"):
+        fit_group_offset(logits, logits, np.zeros(3, int), 1.0, 1.0)
+    with pytest.raises(BloodcellError, match="same, non-empty images"):
+        fit_group_offset(logits[:0], logits[:0], np.zeros(0, int), 1.0, 1.0)
+
+
 @pytest.fixture(scope="module")
 def pair_dir(tmp_path_factory, tiny_models_dir, drawn_dataset):
     """The tiny cnn beside a copy of itself (as 'twin_copy'), and their pair built by the CLI."""
@@ -211,3 +237,49 @@ def test_models_that_see_different_inputs_are_refused_before_anything_is_written
     with pytest.raises(BloodcellError, match="differ in view"):
         make_pair("twin_copy", "cnn", "mixed", drawn_dataset, models)
     assert not (models / "mixed").exists()
+
+
+def test_a_pair_with_a_fitted_group_offset_applies_it_everywhere(pair_dir, drawn_dataset, tmp_path, capsys):
+    """The CLI fits the offset on the validation split, the card records it, and the pair's
+    probabilities and Grad-CAM gradients are the members' with the between model shifted by it."""
+    from bloodcell.pairing import GROUP_OFFSET_BOUND, group_offset_logits, split_member_logits
+    from bloodcell.data import load_manifest, manifest_path
+    from pages.common import pair_members
+
+    models = tmp_path / "models"
+    shutil.copytree(pair_dir, models)
+    assert main(["pair", "--between", "twin_copy", "--within", "cnn", "--name", "shifted", "--fit-group-offset",
+                 "--data", str(drawn_dataset), "--out", str(models)]) == 0
+    assert "group offset" in capsys.readouterr().out
+    card = json.loads((models / "shifted" / "card.json").read_text())
+    offset = card["pair"]["group_offset"]
+    assert offset["lab"] == SOURCE_LAB[CLASS_NAMES[0]] and abs(offset["log_odds"]) <= GROUP_OFFSET_BOUND
+    assert "validation split" in pair_members(card) and f"{offset['log_odds']:+.2f}" in pair_members(card)
+    assert "calibration" in card and "ood" in card
+
+    paired = Classifier.load("shifted", models)
+    between, within = Classifier.load("twin_copy", models), Classifier.load("cnn", models)
+    # The fitted offset is the best one on the validation split: a small step either way costs log loss.
+    a, b, labels = split_member_logits(paired, load_manifest(manifest_path(models)), drawn_dataset, "val")
+
+    def val_log_loss(shift):
+        p = combine(softmax(a / between.temperature + group_offset_logits(shift)), softmax(b, within.temperature))
+        return -np.mean(np.log(p[np.arange(len(labels)), labels].astype(np.float64)))
+
+    best = offset["log_odds"]
+    if abs(best) < GROUP_OFFSET_BOUND - 0.1:
+        assert val_log_loss(best) <= min(val_log_loss(best - 0.1), val_log_loss(best + 0.1)) + 1e-6
+
+    # Whatever the card says is what every prediction uses (a large offset, so that it shows).
+    card["pair"]["group_offset"]["log_odds"] = 2.0
+    (models / "shifted" / "card.json").write_text(json.dumps(card))
+    paired = Classifier.load("shifted", models)
+    x = np.stack([paired.prepare(path) for path in sorted(drawn_dataset.glob("*/*.png"))[:5]])
+    within_p = softmax(within.forward(x).logits, within.temperature)
+    shifted = softmax(between.forward(x).logits / between.temperature + group_offset_logits(2.0))
+    unshifted = softmax(between.forward(x).logits, between.temperature)
+    together = np.exp(paired.forward(x).logits)
+    np.testing.assert_allclose(together, combine(shifted, within_p), rtol=1e-4)
+    assert not np.allclose(together, combine(unshifted, within_p), rtol=1e-2)
+    explanation = Explainer(paired).gradcam(x[0])
+    assert np.isfinite(explanation.heatmap).all()
