@@ -16,7 +16,7 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import keras
 import numpy as np
@@ -733,7 +733,8 @@ def split_features(classifier: Classifier, manifest: SplitManifest, data_dir: Pa
     return np.concatenate(features), np.concatenate(logits), np.concatenate(labels)
 
 
-def split_batches(classifier: Classifier, manifest: SplitManifest, data_dir: Path, split: str):
+def split_batches(classifier: Classifier, manifest: SplitManifest, data_dir: Path,
+                  split: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(model inputs, labels) batches of one split as `classifier` sees it, without augmentation."""
     paths, labels = _split_data(manifest, Path(data_dir), split)
     for x, y in make_dataset(paths, labels, classifier.input_size, batch_size=64, view=classifier.view):

@@ -154,7 +154,8 @@ def pair_members(card: dict) -> str:
     """A pair's two models and their roles (bloodcell.pairing)."""
     pair = card["pair"]
     offset = pair.get("group_offset")
-    shift = (f" (its group decision shifted by {offset['log_odds']:+.2f} log-odds towards {offset['lab']}, "
+    shift = (f" (its group decision shifted {abs(offset['log_odds']):.2f} log-odds "
+             f"{'towards' if offset['log_odds'] >= 0 else 'away from'} {offset['lab']}, "
              "fitted on the validation split)") if offset else ""
     return f"{pair['between']['model']} between the labs{shift} and {pair['within']['model']} within a lab"
 

@@ -254,7 +254,9 @@ def test_a_pair_with_a_fitted_group_offset_applies_it_everywhere(pair_dir, drawn
     card = json.loads((models / "shifted" / "card.json").read_text())
     offset = card["pair"]["group_offset"]
     assert offset["lab"] == SOURCE_LAB[CLASS_NAMES[0]] and abs(offset["log_odds"]) <= GROUP_OFFSET_BOUND
-    assert "validation split" in pair_members(card) and f"{offset['log_odds']:+.2f}" in pair_members(card)
+    assert "validation split" in pair_members(card) and f"{abs(offset['log_odds']):.2f} log-odds" in pair_members(card)
+    assert "towards" in pair_members({"pair": {**card["pair"], "group_offset": {**offset, "log_odds": 0.5}}})
+    assert "away from" in pair_members({"pair": {**card["pair"], "group_offset": {**offset, "log_odds": -0.5}}})
     assert "calibration" in card and "ood" in card
 
     paired = Classifier.load("shifted", models)
