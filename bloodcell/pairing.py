@@ -325,10 +325,6 @@ def split_member_logits(paired: PairedClassifier, manifest, data_dir: Path,
     """Both members' logits and the labels of one split, through the shared input pipeline."""
     from bloodcell.training import split_batches
 
-    between, within, labels = [], [], []
-    for x, y in split_batches(paired, manifest, data_dir, split):
-        a, b = paired.member_logits(x)
-        between.append(a)
-        within.append(b)
-        labels.append(y)
+    batches = [(*paired.member_logits(x), y) for x, y in split_batches(paired, manifest, data_dir, split)]
+    between, within, labels = zip(*batches)
     return np.concatenate(between), np.concatenate(within), np.concatenate(labels)
