@@ -81,9 +81,12 @@ def combine(between: np.ndarray, within: np.ndarray) -> np.ndarray:
     return group_mass[:, GROUP_OF_CLASS] * within / np.maximum(within_mass[:, GROUP_OF_CLASS], _EPSILON)
 
 
-def group_offset_logits(offset: float) -> np.ndarray:
-    """Per-class logit shifts that add `offset` to the log-odds of the first lab's group."""
-    return offset * GROUPS[0]
+def group_offset_logits(offset: float, lab: str = LABS[0]) -> np.ndarray:
+    """Per-class logit shifts that add `offset` to the log-odds of `lab`'s group."""
+    if lab not in LABS:
+        raise BloodcellError(f"the group offset names the lab {lab!r}, which photographed none of the classes "
+                             f"({', '.join(LABS)})")
+    return offset * GROUPS[LABS.index(lab)]
 
 
 def fit_group_offset(between: np.ndarray, within: np.ndarray, labels: np.ndarray,
@@ -101,19 +104,14 @@ def fit_group_offset(between: np.ndarray, within: np.ndarray, labels: np.ndarray
     if len(labels) == 0 or len(labels) != len(between) or len(between) != len(within):
         raise BloodcellError("fitting the group offset needs logits and labels for the same, non-empty images")
     scaled = np.asarray(between, np.float64) / between_temperature
-    within_p = np.asarray(softmax(within, within_temperature), np.float64)
+    within_p = softmax(within, within_temperature)
 
     def log_loss(offset: float) -> float:
-        p = combine(_softmax64(scaled + group_offset_logits(offset)), within_p)
+        p = combine(softmax(scaled + group_offset_logits(offset)), within_p)
         return float(-np.mean(np.log(np.maximum(p[np.arange(len(labels)), labels], _EPSILON))))
 
     result = minimize_scalar(log_loss, bounds=(-bound, bound), method="bounded", options={"xatol": 1e-4})
     return float(result.x)
-
-
-def _softmax64(logits: np.ndarray) -> np.ndarray:
-    e = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def log_probability_gradients(between: np.ndarray, within: np.ndarray, between_temperature: float,
@@ -169,7 +167,9 @@ class PairedClassifier(Classifier):
     def __init__(self, card: dict, between: Classifier, within: Classifier, model_dir: Path | None = None):
         view = check_members(between, within)
         self.between, self.within = between, within
-        self.group_offset = float((card.get("pair", {}).get("group_offset") or {}).get("log_odds", 0.0))
+        offset = card.get("pair", {}).get("group_offset") or {}
+        # Logit shifts for the between model, from the card: zero for a pair built without an offset.
+        self.between_shift = group_offset_logits(float(offset.get("log_odds", 0.0)), offset.get("lab", LABS[0]))
         # The members' runner only names the runtime: the pair's own _forward runs both members.
         super().__init__(None, {**card, "view": view, "last_conv_layer": between.layer_name}, model_dir,
                          runner=between.runner)
@@ -199,7 +199,7 @@ class PairedClassifier(Classifier):
         b = self.within._forward(self._member_input(self.within, images))
         # The offset is a constant shift of the between model's scaled logits,
         # so the gradients below keep their form with the shifted probabilities.
-        between = softmax(a.logits / self.between.temperature + group_offset_logits(self.group_offset))
+        between = softmax(a.logits / self.between.temperature + self.between_shift)
         within = softmax(b.logits, self.within.temperature)
         d_between, d_within = log_probability_gradients(between, within, self.between.temperature,
                                                         self.within.temperature)

@@ -93,6 +93,15 @@ def test_the_group_offset_fit_refuses_logits_and_labels_that_do_not_match():
         fit_group_offset(logits[:0], logits[:0], np.zeros(0, int), 1.0, 1.0)
 
 
+def test_a_group_offset_shifts_the_named_labs_classes_only():
+    from bloodcell.pairing import LABS, group_offset_logits
+
+    for lab, group in zip(LABS, GROUPS):
+        np.testing.assert_array_equal(group_offset_logits(0.5, lab), 0.5 * group)
+    with pytest.raises(BloodcellError, match="photographed none of the classes"):
+        group_offset_logits(0.5, "Nowhere")
+
+
 @pytest.fixture(scope="module")
 def pair_dir(tmp_path_factory, tiny_models_dir, drawn_dataset):
     """The tiny cnn beside a copy of itself (as 'twin_copy'), and their pair built by the CLI."""
