@@ -96,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     pair.add_argument("--fit-group-offset", action="store_true",
                       help="re-centre BETWEEN's group decision first: one log-odds offset for the first lab's "
                            "group, fitted by the pair's log loss on the validation split")
+    pair.add_argument("--within-blend", type=float, default=0.0, metavar="SHARE",
+                      help="BETWEEN's share (0 to 1) of the decision inside a group: the within-group "
+                           "probabilities come from both models' calibrated logits blended by it "
+                           "(default 0: WITHIN alone)")
 
     evaluate = commands.add_parser("evaluate", help="evaluate a model on every image of a folder",
                                    description="Evaluate on every image of a folder in the dataset "
@@ -212,12 +216,14 @@ def _cmd_pair(args: argparse.Namespace) -> int:
     from bloodcell.pairing import make_pair
 
     out = make_pair(args.between, args.within, args.name, resolve_data_dir(args.data), resolve_models_dir(args.out),
-                    fit_offset=args.fit_group_offset)
+                    fit_offset=args.fit_group_offset, within_blend=args.within_blend)
     card = json.loads((out / "card.json").read_text())
     offset = card["pair"].get("group_offset")
     print(f"{card['name']}: {args.between} between the labs"
           + (f" (group offset {offset['log_odds']:+.3f} log-odds for {offset['lab']})" if offset else "")
-          + f", {args.within} within: test accuracy "
+          + f", {args.within} within"
+          + (f" blended with {args.between} ({card['pair']['within_blend']:g} of it)"
+             if card["pair"].get("within_blend") else "") + ": test accuracy "
           f"{card['test_metrics']['accuracy']:.4f}, macro F1 {card['test_metrics']['macro_f1']:.4f}, "
           f"{card['ood']['test_flagged']:.1%} of the test split flagged; saved to {out}")
     return 0

@@ -21,6 +21,13 @@ beside the temperature, as in bias-corrected temperature scaling). A
 temperature rescales a model's confidence but cannot move where its group
 decision sits; training against the look can leave it off centre.
 
+A pair may also let both members decide inside a group: the within
+probabilities become the softmax of a blend of the two members' calibrated
+logits, `blend * z_between / T_between + (1 - blend) * z_within / T_within`
+(a product of experts, the normalised geometric mean of their probabilities).
+Both networks run for every image anyway, so this ensemble costs nothing at
+inference; the group decision stays the between model's.
+
 Grad-CAM stays exact: each member's head is global average pooling and a
 Dense layer, so the gradient of the pair's log-probability with respect to a
 member's last feature map is a weighted sum of that member's class maps
@@ -73,6 +80,30 @@ _EPSILON = 1e-12
 GROUP_OFFSET_BOUND = 6.0
 
 
+def check_within_blend(blend: float) -> float:
+    """`blend` as a float, or a clear error unless it is a share between 0 and 1."""
+    try:
+        blend = float(blend)
+    except (TypeError, ValueError):
+        raise BloodcellError(f"the within blend must be a number between 0 and 1, not {blend!r}") from None
+    if not 0.0 <= blend <= 1.0:
+        raise BloodcellError(f"the within blend is the between model's share of the within-group decision, "
+                             f"between 0 and 1, not {blend}")
+    return blend
+
+
+def blended_within(between: np.ndarray, within: np.ndarray, between_temperature: float,
+                   within_temperature: float, blend: float = 0.0) -> np.ndarray:
+    """The within-group probabilities: the softmax of both members' calibrated logits, blended.
+
+    With `blend` 0 this is the within model's calibrated softmax alone. The
+    between model's group offset is left out: it is the same for every class
+    of a group, so it cancels inside one.
+    """
+    return softmax(check_within_blend(blend) * np.asarray(between, np.float64) / between_temperature
+                   + (1.0 - blend) * np.asarray(within, np.float64) / within_temperature)
+
+
 def combine(between: np.ndarray, within: np.ndarray) -> np.ndarray:
     """p(class) = between's probability of the class's group x within's probability inside the group."""
     between, within = np.asarray(between, np.float64), np.asarray(within, np.float64)
@@ -91,7 +122,7 @@ def group_offset_logits(offset: float, lab: str = LABS[0]) -> np.ndarray:
 
 def fit_group_offset(between: np.ndarray, within: np.ndarray, labels: np.ndarray,
                      between_temperature: float, within_temperature: float,
-                     bound: float = GROUP_OFFSET_BOUND) -> float:
+                     bound: float = GROUP_OFFSET_BOUND, within_blend: float = 0.0) -> float:
     """The first group's log-odds offset that minimises the pair's log loss on (between, within) logits.
 
     Only the between model's group probability depends on the offset, so this
@@ -104,7 +135,7 @@ def fit_group_offset(between: np.ndarray, within: np.ndarray, labels: np.ndarray
     if len(labels) == 0 or len(labels) != len(between) or len(between) != len(within):
         raise BloodcellError("fitting the group offset needs logits and labels for the same, non-empty images")
     scaled = np.asarray(between, np.float64) / between_temperature
-    within_p = softmax(within, within_temperature)
+    within_p = blended_within(between, within, between_temperature, within_temperature, within_blend)
 
     def log_loss(offset: float) -> float:
         p = combine(softmax(scaled + group_offset_logits(offset)), within_p)
@@ -131,6 +162,23 @@ def log_probability_gradients(between: np.ndarray, within: np.ndarray, between_t
     d_within = (np.eye(len(CLASS_NAMES))[None] - within[:, None, :] * in_group[None]
                 / within_mass[:, :, None]) / within_temperature
     return d_between, d_within
+
+
+def pair_forward(between_logits: np.ndarray, within_logits: np.ndarray, between_temperature: float,
+                 within_temperature: float, between_shift: np.ndarray | float = 0.0,
+                 within_blend: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pair's probabilities from its members' raw logits, and d log p(c) / d each member's logit k.
+
+    The group offset shifts the between model's scaled logits by a constant and
+    the blend is linear in both members' logits, so the gradients are those of
+    `log_probability_gradients` for the blended within logits (temperature 1),
+    shared out to each member by its weight in the blend.
+    """
+    between = softmax(np.asarray(between_logits, np.float64) / between_temperature + between_shift)
+    within = blended_within(between_logits, within_logits, between_temperature, within_temperature, within_blend)
+    d_between, d_blended = log_probability_gradients(between, within, between_temperature, 1.0)
+    return (combine(between, within), d_between + within_blend / between_temperature * d_blended,
+            (1.0 - within_blend) / within_temperature * d_blended)
 
 
 def pair_class_maps(between_maps: np.ndarray, within_maps: np.ndarray, d_between: np.ndarray,
@@ -168,6 +216,8 @@ class PairedClassifier(Classifier):
         view = check_members(between, within)
         self.between, self.within = between, within
         offset = card.get("pair", {}).get("group_offset") or {}
+        # The between model's share of the decision inside a group: zero for a pair built without a blend.
+        self.within_blend = check_within_blend(card.get("pair", {}).get("within_blend", 0.0))
         # Logit shifts for the between model, from the card: zero for a pair built without an offset.
         self.between_shift = group_offset_logits(float(offset.get("log_odds", 0.0)), offset.get("lab", LABS[0]))
         # The members' runner only names the runtime: the pair's own _forward runs both members.
@@ -199,15 +249,20 @@ class PairedClassifier(Classifier):
         b = self.within._forward(self._member_input(self.within, images))
         # The offset is a constant shift of the between model's scaled logits,
         # so the gradients below keep their form with the shifted probabilities.
-        between = softmax(a.logits / self.between.temperature + self.between_shift)
-        within = softmax(b.logits, self.within.temperature)
-        d_between, d_within = log_probability_gradients(between, within, self.between.temperature,
-                                                        self.within.temperature)
+        paired, d_between, d_within = pair_forward(a.logits, b.logits, self.between.temperature,
+                                                   self.within.temperature, self.between_shift, self.within_blend)
         return Forward(
             features=np.concatenate([a.features, b.features], axis=1),
-            logits=np.log(np.maximum(combine(between, within), _EPSILON)).astype(np.float32),
+            logits=np.log(np.maximum(paired, _EPSILON)).astype(np.float32),
             class_maps=pair_class_maps(a.class_maps, b.class_maps, d_between, d_within),
         )
+
+
+def pair_options(card: dict) -> str:
+    """The `pair` command's options beyond the members that built the pair on `card`, as typed."""
+    pair = card.get("pair", {})
+    return ((" --fit-group-offset" if pair.get("group_offset") else "")
+            + (f" --within-blend {pair['within_blend']:g}" if pair.get("within_blend") else ""))
 
 
 def load_pair(folder: Path, card: dict, verify_checksum: bool = True, runtime: str = AUTO,
@@ -231,7 +286,7 @@ def load_pair(folder: Path, card: dict, verify_checksum: bool = True, runtime: s
                 f"{folder.name} was built from {member['model']} as it was before it was retrained or "
                 f"recalibrated ({member_dir}); "
                 f"build it again: python -m bloodcell pair --between {card['pair']['between']['model']} "
-                f"--within {card['pair']['within']['model']} --name {folder.name}")
+                f"--within {card['pair']['within']['model']} --name {folder.name}{pair_options(card)}")
         members[role] = classifier
     paired = PairedClassifier(card, members["between"], members["within"], folder)
     paired.outlier_detector = load_outlier_detector(folder, card, verify_checksum)
@@ -239,11 +294,13 @@ def load_pair(folder: Path, card: dict, verify_checksum: bool = True, runtime: s
 
 
 def make_pair(between: str, within: str, name: str, data_dir: Path, models_dir: Path,
-              fit_offset: bool = False) -> Path:
+              fit_offset: bool = False, within_blend: float = 0.0) -> Path:
     """Write the pair's folder beside its members, then its test metrics, temperature and outlier check.
 
     With `fit_offset`, the between model's group decision is first re-centred
     by a log-odds offset fitted on the validation split (`fit_group_offset`).
+    A `within_blend` above 0 gives the between model that share of the
+    decision inside a group (`blended_within`); it is chosen, not fitted.
     """
     from bloodcell.audit import trained_on_twins
     from bloodcell.data import load_manifest, manifest_path
@@ -251,6 +308,7 @@ def make_pair(between: str, within: str, name: str, data_dir: Path, models_dir: 
     from bloodcell.metrics import classification_metrics
 
     models_dir, data_dir = Path(models_dir), Path(data_dir)
+    within_blend = check_within_blend(within_blend)
     if between == within:
         raise BloodcellError("a pair needs two different models")
     member_dirs = [resolve_model_dir(member, models_dir) for member in (between, within)]
@@ -274,7 +332,10 @@ def make_pair(between: str, within: str, name: str, data_dir: Path, models_dir: 
     first = members[0].card
     card = {
         "name": name,
-        "description": f"{between} decides between the labs' groups of classes, {within} within a group: "
+        "description": f"{between} decides between the labs' groups of classes, "
+                       + (f"{within} and {between} together within a group (their calibrated logits "
+                          f"blended {1 - within_blend:g} : {within_blend:g}): " if within_blend else
+                          f"{within} within a group: ") +
                        "inside one lab's classes the look is the same for every image, so only "
                        "between the groups can the lab's look be a shortcut.",
         **{field: first.get(field) for field in ("classes", "input_size", "test_time_augmentation", "split",
@@ -289,6 +350,8 @@ def make_pair(between: str, within: str, name: str, data_dir: Path, models_dir: 
             **{role: {"model": folder.name, "view": m.view, "file_sha256": m.card.get("file_sha256"),
                       "temperature": m.temperature, "trained_on_twins": trained_on_twins(m.card)}
                for role, folder, m in zip(("between", "within"), member_dirs, members)},
+            # The between model's share of the within-group decision, left out when it has none.
+            **({"within_blend": within_blend} if within_blend else {}),
         },
         "parameters": sum(int(m.card.get("parameters") or 0) for m in members),
         "training_seconds": round(sum(float(m.card.get("training_seconds") or 0) for m in members), 1),
@@ -301,7 +364,7 @@ def make_pair(between: str, within: str, name: str, data_dir: Path, models_dir: 
     if fit_offset:
         between_logits, within_logits, labels = split_member_logits(paired, manifest, data_dir, "val")
         offset = fit_group_offset(between_logits, within_logits, labels, paired.between.temperature,
-                                  paired.within.temperature)
+                                  paired.within.temperature, within_blend=within_blend)
         card["pair"]["group_offset"] = {
             "lab": LABS[0], "log_odds": round(offset, 4),
             "fitted": "by the pair's log loss on the validation split, before the pair's temperature"}

@@ -157,7 +157,11 @@ def pair_members(card: dict) -> str:
     shift = (f" (its group decision shifted {abs(offset['log_odds']):.2f} log-odds "
              f"{'towards' if offset['log_odds'] >= 0 else 'away from'} {offset['lab']}, "
              "fitted on the validation split)") if offset else ""
-    return f"{pair['between']['model']} between the labs{shift} and {pair['within']['model']} within a lab"
+    blend = pair.get("within_blend")
+    within = (f"{pair['within']['model']} and {pair['between']['model']} together within a lab "
+              f"(their calibrated logits blended {1 - blend:g} : {blend:g})") if blend else \
+        f"{pair['within']['model']} within a lab"
+    return f"{pair['between']['model']} between the labs{shift} and {within}"
 
 
 def training_runs(card: dict) -> str:

@@ -67,6 +67,59 @@ def test_the_gradients_match_finite_differences():
         np.testing.assert_allclose(d_within[:, :, k], numeric_w, atol=1e-6)
 
 
+def test_the_gradients_through_a_blend_and_an_offset_match_finite_differences():
+    """pair_forward's gradients are those of its own probabilities, whatever the blend and offset."""
+    from bloodcell.pairing import group_offset_logits, pair_forward
+
+    between_logits, within_logits = RNG.normal(0, 2, (3, 5)), RNG.normal(0, 2, (3, 5))
+    t_between, t_within, shift = 0.8, 1.3, group_offset_logits(0.7)
+    for blend in (0.0, 0.5, 0.8):
+        def log_paired(zb, zw):
+            return np.log(pair_forward(zb, zw, t_between, t_within, shift, blend)[0].astype(np.float64))
+
+        _, d_between, d_within = pair_forward(between_logits, within_logits, t_between, t_within, shift, blend)
+        step = 1e-3  # the app's softmax is float32, so the step cannot be tiny
+        for k in range(len(CLASS_NAMES)):
+            bump = np.zeros(len(CLASS_NAMES))
+            bump[k] = step
+            numeric_b = (log_paired(between_logits + bump, within_logits)
+                         - log_paired(between_logits - bump, within_logits)) / (2 * step)
+            numeric_w = (log_paired(between_logits, within_logits + bump)
+                         - log_paired(between_logits, within_logits - bump)) / (2 * step)
+            np.testing.assert_allclose(d_between[:, :, k], numeric_b, atol=2e-3)
+            np.testing.assert_allclose(d_within[:, :, k], numeric_w, atol=2e-3)
+
+
+def test_a_blend_moves_only_the_decision_inside_a_group():
+    from bloodcell.pairing import blended_within, pair_forward
+
+    between_logits, within_logits = RNG.normal(0, 2, (20, 5)), RNG.normal(0, 2, (20, 5))
+    alone = pair_forward(between_logits, within_logits, 0.9, 1.2)[0]
+    np.testing.assert_allclose(alone, combine(softmax(between_logits, 0.9), softmax(within_logits, 1.2)), rtol=1e-5)
+    np.testing.assert_allclose(blended_within(between_logits, within_logits, 0.9, 1.2), softmax(within_logits, 1.2),
+                               rtol=1e-5)
+    half = pair_forward(between_logits, within_logits, 0.9, 1.2, within_blend=0.5)[0]
+    # The groups' probabilities are the between model's whatever the blend ...
+    np.testing.assert_allclose(half @ GROUPS.T, alone @ GROUPS.T, rtol=1e-5)
+    assert not np.allclose(half, alone, rtol=1e-2)
+    # ... and inside a group the odds are the geometric mean of the members' calibrated odds.
+    barcelona = np.flatnonzero(GROUPS[0])
+    odds = lambda p: p[:, barcelona[0]] / p[:, barcelona[1]]  # noqa: E731
+    np.testing.assert_allclose(odds(half), np.sqrt(odds(softmax(between_logits, 0.9)) * odds(softmax(within_logits, 1.2))),
+                               rtol=1e-4)
+    # With all of the say, the between model is the pair.
+    np.testing.assert_allclose(pair_forward(between_logits, within_logits, 0.9, 1.2, within_blend=1.0)[0],
+                               softmax(between_logits, 0.9), rtol=1e-5)
+
+
+@pytest.mark.parametrize("blend", [-0.1, 1.5, "half", None])
+def test_a_blend_outside_zero_to_one_is_refused(blend):
+    from bloodcell.pairing import check_within_blend
+
+    with pytest.raises(BloodcellError, match="within blend"):
+        check_within_blend(blend)
+
+
 def test_the_group_offset_fit_finds_a_known_shift_and_leaves_a_centred_model_alone():
     """Labels drawn from a model's own probabilities: that model needs no offset, and
     the same model pushed away from the first group by 1.5 log-odds needs +1.5 back."""
@@ -294,3 +347,48 @@ def test_a_pair_with_a_fitted_group_offset_applies_it_everywhere(pair_dir, drawn
     assert not np.allclose(together, combine(unshifted, within_p), rtol=1e-2)
     explanation = Explainer(paired).gradcam(x[0])
     assert np.isfinite(explanation.heatmap).all()
+
+
+def test_a_pair_with_a_within_blend_applies_it_everywhere(pair_dir, drawn_dataset, tmp_path, capsys):
+    """The CLI records the blend on the card, the pages and the rebuild hint name it, and the pair's
+    probabilities are the members' blended inside a group."""
+    from bloodcell.pairing import make_pair, pair_options
+    from pages.common import pair_members
+
+    models = tmp_path / "models"
+    shutil.copytree(pair_dir, models)
+    # The members are copies of one network: a different temperature makes their calibrated logits differ.
+    twin_card_path = models / "twin_copy" / "card.json"
+    twin_card = json.loads(twin_card_path.read_text())
+    twin_card_path.write_text(json.dumps({**twin_card, "calibration": {**twin_card["calibration"], "temperature": 4.0}}))
+    assert main(["pair", "--between", "twin_copy", "--within", "cnn", "--name", "blended", "--within-blend", "0.5",
+                 "--data", str(drawn_dataset), "--out", str(models)]) == 0
+    assert "blended with twin_copy (0.5 of it)" in capsys.readouterr().out
+    card = json.loads((models / "blended" / "card.json").read_text())
+    assert card["pair"]["within_blend"] == 0.5 and "calibration" in card and "ood" in card
+    assert "cnn and twin_copy together within a lab" in pair_members(card) and "0.5 : 0.5" in pair_members(card)
+    assert pair_options(card) == " --within-blend 0.5"
+    assert "within_blend" not in json.loads((models / "pair" / "card.json").read_text())["pair"]
+
+    # Whatever blend the card says is what every prediction uses.
+    card["pair"]["within_blend"] = 0.25
+    (models / "blended" / "card.json").write_text(json.dumps(card))
+    paired = Classifier.load("blended", models)
+    between, within = paired.between, paired.within
+    assert between.temperature == 4.0 != within.temperature
+    x = np.stack([paired.prepare(path) for path in sorted(drawn_dataset.glob("*/*.png"))[:5]])
+    a, b = between.forward(x).logits, within.forward(x).logits
+    blended = softmax(0.25 * a / between.temperature + 0.75 * b / within.temperature)
+    together = np.exp(paired.forward(x).logits)
+    np.testing.assert_allclose(together, combine(softmax(a, between.temperature), blended), rtol=1e-4)
+    assert not np.allclose(together, combine(softmax(a, between.temperature), softmax(b, within.temperature)),
+                           rtol=1e-3)
+    assert np.isfinite(Explainer(paired).gradcam(x[0]).heatmap).all()
+
+    card["pair"]["within_blend"] = 2.0
+    (models / "blended" / "card.json").write_text(json.dumps(card))
+    with pytest.raises(BloodcellError, match="within blend"):
+        Classifier.load("blended", models)
+    with pytest.raises(BloodcellError, match="within blend"):
+        make_pair("twin_copy", "cnn", "refused", drawn_dataset, models, within_blend=-1)
+    assert not (models / "refused").exists()
