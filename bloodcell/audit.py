@@ -41,7 +41,7 @@ from bloodcell.cellmask import CellMask, find_cell
 from bloodcell.cellview import view_and_mask
 from bloodcell.config import CLASS_NAMES, SOURCE_LAB, other_lab
 from bloodcell.counterfactual import (BY_RED_CELLS, COUNTERFACTUAL_PARTS, LOOK_IMAGES, LOOK_SEED, counterfactual_of,
-                                      lab_looks, magnification_ruler)
+                                      lab_looks, learns_from_twins, magnification_ruler)
 from bloodcell.data import load_or_create_manifest
 from bloodcell.errors import BloodcellError
 from bloodcell.evaluation import collect_labelled_images
@@ -195,10 +195,10 @@ def probe_images(cells: list[Image.Image], seed: int = AUDIT_SEED) -> dict[str, 
 # --- the audit ---------------------------------------------------------------
 
 def trained_on_twins(card: dict) -> bool:
-    """Whether a model card's recipe replaced training views by their counterfactual twins
-    (for a pair: whether either member's did)."""
+    """Whether a model card's recipe showed it counterfactual twins, in place of some training
+    views or beside each one (for a pair: whether either member's did)."""
     members = (card.get("pair") or {}).values()
-    return bool((card.get("hyperparameters") or {}).get("twin_share")) or any(
+    return learns_from_twins(card.get("hyperparameters") or {}) or any(
         isinstance(member, dict) and member.get("trained_on_twins") for member in members)
 
 

@@ -326,3 +326,9 @@ def round_trip_of(twin: Image.Image, label: str, looks: dict[str, LabLook], fiel
     """
     back_label = next(name for name in CLASS_NAMES if SOURCE_LAB[name] == other_lab(label))
     return counterfactual_of(twin, back_label, looks, field_index, ruler=BY_WHITE_CELLS)
+
+
+def learns_from_twins(recipe: dict) -> bool:
+    """Whether a training recipe (a card's hyperparameters) shows the model counterfactual twins:
+    in place of some views (`twin_share`), or beside each view (`twin_consistency`)."""
+    return bool(recipe.get("twin_share") or recipe.get("twin_consistency"))

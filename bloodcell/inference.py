@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 
 from bloodcell.abstention import DEFAULT_MIN_CONFIDENCE, OOD_FILE, OutlierDetector, verdict, verdict_reason
-from bloodcell.config import CLASS_NAMES, PAIRED_MODELS, resolve_models_dir
+from bloodcell.config import CLASS_NAMES, PAIRED_MODELS, RECIPE_MODELS, resolve_models_dir
 from bloodcell.data import sha256_file
 from bloodcell.errors import BloodcellError, ImageReadError
 from bloodcell.framing import Framing, frame_photo
@@ -47,11 +47,15 @@ def resolve_model_dir(name_or_path: str, models_dir: str | Path | None = None) -
     folder = resolve_models_dir(models_dir) / name_or_path
     if not is_model_folder(folder):
         if name_or_path in PAIRED_MODELS:
-            between, within = PAIRED_MODELS[name_or_path]
+            recipe = PAIRED_MODELS[name_or_path]
+            blend = f" --within-blend {recipe.within_blend:g}" if recipe.within_blend else ""
             raise BloodcellError(
                 f"model '{name_or_path}' not found: {folder / CARD_FILE} is missing (build it from its trained "
-                f"members with 'python -m bloodcell pair --between {between} --within {within} "
-                f"--name {name_or_path}')")
+                f"members with 'python -m bloodcell pair --between {recipe.between} --within {recipe.within} "
+                f"--name {name_or_path}{blend}')")
+        if name_or_path in RECIPE_MODELS:
+            raise BloodcellError(f"model '{name_or_path}' not found: {folder / MODEL_FILE} is missing (it is "
+                                 f"{RECIPE_MODELS[name_or_path]})")
         raise BloodcellError(
             f"model '{name_or_path}' not found: {folder / MODEL_FILE} is missing "
             f"(train it with 'python -m bloodcell train --model {name_or_path}')"

@@ -288,7 +288,8 @@ def model_answers(analyses: list[Analysis], threshold: float = DEFAULT_UNSURE_TH
 # whole-image model that learnt the labs' colours keeps it far less often.
 # Re-measure when a model or lab_looks.json changes.
 LOOK_SWAP_KEPT_ON_TEST = {"cellpair": 0.982, "cellfocus": 0.979, "celltwin": 0.985, "celltexture": 0.978,
-                          "cellgrey": 0.978, "cellfill": 0.979, "mobilenetv2": 0.912, "cnn": 0.356}
+                          "cellgrey": 0.978, "cellfill": 0.979, "mobilenetv2": 0.912, "cnn": 0.356,
+                          "cellagreepair": 0.973, "cellagree": 0.972}
 
 
 @dataclass

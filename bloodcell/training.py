@@ -23,7 +23,7 @@ import numpy as np
 
 from bloodcell.config import CLASS_NAMES, SPLIT_SEED, resolve_imagenet_weights
 from bloodcell.consistency import TwinConsistencyModel
-from bloodcell.counterfactual import BY_RED_CELLS, BY_WHITE_CELLS, lab_looks
+from bloodcell.counterfactual import BY_RED_CELLS, BY_WHITE_CELLS, lab_looks, learns_from_twins
 from bloodcell.data import SplitManifest, load_or_create_manifest, sha256_file
 from bloodcell.errors import BloodcellError
 from bloodcell.imaging import CELL_VIEWS, FILL_CELL_VIEW, FULL_VIEW, GREY_CELL_VIEW
@@ -422,11 +422,6 @@ def warm_start(model: keras.Model, source: str | Path) -> dict:
                              f"{len(trained.weights)} weight arrays) is not this model's "
                              f"({len(model.weights)}): {str(exc).splitlines()[0]}") from None
     return {"model": card.get("name", folder.name), "folder": str(folder), "file_sha256": card.get("file_sha256")}
-
-
-def learns_from_twins(recipe: dict) -> bool:
-    """Whether `recipe` trains on counterfactual twins: in place of some views, or beside each view."""
-    return bool(recipe.get("twin_share") or recipe.get("twin_consistency"))
 
 
 def training_pipeline(name: str, recipe: dict, paths: list[Path], labels: list[int], size: int, seed: int,

@@ -208,10 +208,11 @@ def show_examples(name: str, report: dict) -> None:
 def explain_own_lab() -> None:
     st.markdown(
         "Every model here learned from two labs' photos, and none of them carries over fully to a third: "
-        "the cross-source column above is the measure. Every difference between the two labs' photos "
-        "measured so far (stain, field, magnification, sharpness, JPEG compression) is either swapped in "
-        "celltwin's training or shown not to be read, so what is left most likely lies in the cells "
-        "themselves: every training neutrophil comes from one lab's leukaemia patients. On the Predict "
+        "the cross-source column above is the measure. cellagreepair carries over best (about nine in ten "
+        "of the Barcelona neutrophils), at the cost of a few test cells on the two training labs. Every "
+        "difference between the two labs' photos measured so far (stain, field, magnification, sharpness, "
+        "JPEG compression) is either swapped in celltwin's training or shown not to be read, so what is "
+        "left most likely lies in the cells themselves: every training neutrophil comes from one lab's leukaemia patients. On the Predict "
         "page, a photo from your microscope that the models disagree on, that is flagged, or whose answer "
         "moves when it is shown in the other lab's look, is one to check by eye. With a few hundred "
         "labelled photos of your own, in one folder per class (all five), train a shipped model further on "

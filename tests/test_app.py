@@ -329,3 +329,17 @@ def test_pandas_is_loaded_before_any_page_draws_a_chart():
 
     code = "import sys, pages.common; assert 'pandas' in sys.modules, 'pages.common did not load pandas'"
     subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, check=True, timeout=120)
+
+
+def test_every_shipped_model_has_a_place_in_the_lists_and_a_note_on_the_about_page():
+    """A model added to the shipped ones without its place in MODEL_ORDER would sort last, and without
+    a note the About page would show its card's description, written for the command line."""
+    import ast
+
+    from pages.common import MODEL_ORDER
+
+    assert set(SHIPPED_MODEL_NAMES) <= set(MODEL_ORDER)
+    about = ast.parse((PROJECT_ROOT / "pages" / "about.py").read_text())
+    notes = next(node.value for node in ast.walk(about) if isinstance(node, ast.Assign)
+                 and any(getattr(target, "id", None) == "MODEL_NOTES" for target in node.targets))
+    assert set(SHIPPED_MODEL_NAMES) == set(ast.literal_eval(notes))

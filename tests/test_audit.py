@@ -214,7 +214,7 @@ def test_shipped_audits_match_the_files_and_the_default_model_holds_its_figures(
     for name, report in audits.items():
         assert report is not None and not report["limited"], name
         if name in PAIRED_MODELS:
-            between, within = PAIRED_MODELS[name]
+            between, within, _ = PAIRED_MODELS[name]
             assert report["model_sha256"] is None and report["trained_on_twins"], name
             assert report["members_sha256"] == {
                 "between": sha256_file(shipped_models / between / "model.keras"),

@@ -105,8 +105,8 @@ def test_a_blend_moves_only_the_decision_inside_a_group():
     # ... and inside a group the odds are the geometric mean of the members' calibrated odds.
     barcelona = np.flatnonzero(GROUPS[0])
     odds = lambda p: p[:, barcelona[0]] / p[:, barcelona[1]]  # noqa: E731
-    np.testing.assert_allclose(odds(half), np.sqrt(odds(softmax(between_logits, 0.9)) * odds(softmax(within_logits, 1.2))),
-                               rtol=1e-4)
+    geometric_mean = np.sqrt(odds(softmax(between_logits, 0.9)) * odds(softmax(within_logits, 1.2)))
+    np.testing.assert_allclose(odds(half), geometric_mean, rtol=1e-4)
     # With all of the say, the between model is the pair.
     np.testing.assert_allclose(pair_forward(between_logits, within_logits, 0.9, 1.2, within_blend=1.0)[0],
                                softmax(between_logits, 0.9), rtol=1e-5)
@@ -268,6 +268,9 @@ def test_a_pair_with_a_member_trained_on_twins_counts_as_trained_on_twins():
     assert trained_on_twins({"pair": {"method": "m", "between": member, "within": {**member, "trained_on_twins": False}}})
     assert not trained_on_twins({"pair": {"between": {**member, "trained_on_twins": False}}})
     assert trained_on_twins({"hyperparameters": {"twin_share": 0.5}})
+    # Twins beside every view, none in place of one: the model still saw the audit's transform.
+    assert trained_on_twins({"hyperparameters": {"twin_share": 0.0, "twin_consistency": 12.0}})
+    assert not trained_on_twins({"hyperparameters": {"twin_share": 0.0, "twin_consistency": 0.0}})
 
 
 def test_the_benchmark_times_a_pair_with_grad_cam_only(pair_dir, drawn_dataset):
@@ -281,6 +284,20 @@ def test_the_benchmark_times_a_pair_with_grad_cam_only(pair_dir, drawn_dataset):
 def test_a_missing_shipped_pair_says_how_to_build_it(tmp_path):
     with pytest.raises(BloodcellError, match="python -m bloodcell pair --between celltwin --within cellfocus"):
         Classifier.load("cellpair", tmp_path)
+    with pytest.raises(BloodcellError, match="--between cellagree --within cellfocus --name cellagreepair "
+                                             "--within-blend 0.5"):
+        Classifier.load("cellagreepair", tmp_path)
+    with pytest.raises(BloodcellError, match="averaged by 'python -m bloodcell soup'"):
+        Classifier.load("cellagree", tmp_path)
+
+
+def test_shipped_pairs_are_built_as_their_recipes_say(shipped_models):
+    from bloodcell.config import PAIRED_MODELS
+
+    for name, recipe in PAIRED_MODELS.items():
+        pair = json.loads((shipped_models / name / "card.json").read_text())["pair"]
+        assert (pair["between"]["model"], pair["within"]["model"]) == (recipe.between, recipe.within), name
+        assert pair.get("within_blend", 0.0) == recipe.within_blend, name
 
 
 def test_a_pair_can_share_members_a_caller_already_holds(pair_dir):
@@ -360,7 +377,8 @@ def test_a_pair_with_a_within_blend_applies_it_everywhere(pair_dir, drawn_datase
     # The members are copies of one network: a different temperature makes their calibrated logits differ.
     twin_card_path = models / "twin_copy" / "card.json"
     twin_card = json.loads(twin_card_path.read_text())
-    twin_card_path.write_text(json.dumps({**twin_card, "calibration": {**twin_card["calibration"], "temperature": 4.0}}))
+    twin_card["calibration"]["temperature"] = 4.0
+    twin_card_path.write_text(json.dumps(twin_card))
     assert main(["pair", "--between", "twin_copy", "--within", "cnn", "--name", "blended", "--within-blend", "0.5",
                  "--data", str(drawn_dataset), "--out", str(models)]) == 0
     assert "blended with twin_copy (0.5 of it)" in capsys.readouterr().out
