@@ -42,6 +42,20 @@ def test_the_group_comes_from_between_and_the_odds_inside_it_from_within():
     np.testing.assert_allclose(combine(between, between), between)
 
 
+def assert_gradients_match_finite_differences(log_paired, between_logits, within_logits, d_between, d_within,
+                                              step: float, atol: float) -> None:
+    """Central differences of `log_paired` in each member's logit k against the analytic gradients."""
+    for k in range(len(CLASS_NAMES)):
+        bump = np.zeros(len(CLASS_NAMES))
+        bump[k] = step
+        numeric_b = (log_paired(between_logits + bump, within_logits)
+                     - log_paired(between_logits - bump, within_logits)) / (2 * step)
+        numeric_w = (log_paired(between_logits, within_logits + bump)
+                     - log_paired(between_logits, within_logits - bump)) / (2 * step)
+        np.testing.assert_allclose(d_between[:, :, k], numeric_b, atol=atol)
+        np.testing.assert_allclose(d_within[:, :, k], numeric_w, atol=atol)
+
+
 def test_the_gradients_match_finite_differences():
     between_logits, within_logits = RNG.normal(0, 2, (3, 5)), RNG.normal(0, 2, (3, 5))
     t_between, t_within = 0.8, 1.3
@@ -55,16 +69,8 @@ def test_the_gradients_match_finite_differences():
 
     d_between, d_within = log_probability_gradients(softmax64(between_logits, t_between),
                                                     softmax64(within_logits, t_within), t_between, t_within)
-    step = 1e-6
-    for k in range(len(CLASS_NAMES)):
-        shift = np.zeros(len(CLASS_NAMES))
-        shift[k] = step
-        numeric_b = (log_paired(between_logits + shift, within_logits)
-                     - log_paired(between_logits - shift, within_logits)) / (2 * step)
-        numeric_w = (log_paired(between_logits, within_logits + shift)
-                     - log_paired(between_logits, within_logits - shift)) / (2 * step)
-        np.testing.assert_allclose(d_between[:, :, k], numeric_b, atol=1e-6)
-        np.testing.assert_allclose(d_within[:, :, k], numeric_w, atol=1e-6)
+    assert_gradients_match_finite_differences(log_paired, between_logits, within_logits, d_between, d_within,
+                                              step=1e-6, atol=1e-6)
 
 
 def test_the_gradients_through_a_blend_and_an_offset_match_finite_differences():
@@ -78,16 +84,9 @@ def test_the_gradients_through_a_blend_and_an_offset_match_finite_differences():
             return np.log(pair_forward(zb, zw, t_between, t_within, shift, blend)[0].astype(np.float64))
 
         _, d_between, d_within = pair_forward(between_logits, within_logits, t_between, t_within, shift, blend)
-        step = 1e-3  # the app's softmax is float32, so the step cannot be tiny
-        for k in range(len(CLASS_NAMES)):
-            bump = np.zeros(len(CLASS_NAMES))
-            bump[k] = step
-            numeric_b = (log_paired(between_logits + bump, within_logits)
-                         - log_paired(between_logits - bump, within_logits)) / (2 * step)
-            numeric_w = (log_paired(between_logits, within_logits + bump)
-                         - log_paired(between_logits, within_logits - bump)) / (2 * step)
-            np.testing.assert_allclose(d_between[:, :, k], numeric_b, atol=2e-3)
-            np.testing.assert_allclose(d_within[:, :, k], numeric_w, atol=2e-3)
+        # The app's softmax is float32, so the step cannot be tiny.
+        assert_gradients_match_finite_differences(log_paired, between_logits, within_logits, d_between, d_within,
+                                                  step=1e-3, atol=2e-3)
 
 
 def test_a_blend_moves_only_the_decision_inside_a_group():
