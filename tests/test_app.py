@@ -288,8 +288,8 @@ def test_models_are_listed_default_first_then_its_variants_then_whole_image(with
 
     app = open_page("pages/home.py")
     options = list(app.sidebar.selectbox[0].options)
-    assert options == [DEFAULT_MODEL, "cellfocus", "celltwin", "celltexture", "cellgrey", "cellfill", "mobilenetv2",
-                       "cnn"]
+    assert options == [DEFAULT_MODEL, "cellagreepair", "cellfocus", "celltwin", "cellagree", "celltexture", "cellgrey",
+                       "cellfill", "mobilenetv2", "cnn"]
     assert set(options) == set(SHIPPED_MODEL_NAMES)
     app.sidebar.selectbox[0].set_value("cellfill").run()
     captions = " ".join(c.value for c in app.sidebar.caption)
