@@ -213,7 +213,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_pair(args: argparse.Namespace) -> int:
-    from bloodcell.pairing import make_pair
+    from bloodcell.pairing import make_pair, within_words
 
     out = make_pair(args.between, args.within, args.name, resolve_data_dir(args.data), resolve_models_dir(args.out),
                     fit_offset=args.fit_group_offset, within_blend=args.within_blend)
@@ -221,9 +221,7 @@ def _cmd_pair(args: argparse.Namespace) -> int:
     offset = card["pair"].get("group_offset")
     print(f"{card['name']}: {args.between} between the labs"
           + (f" (group offset {offset['log_odds']:+.3f} log-odds for {offset['lab']})" if offset else "")
-          + f", {args.within} within"
-          + (f" blended with {args.between} ({card['pair']['within_blend']:g} of it)"
-             if card["pair"].get("within_blend") else "") + ": test accuracy "
+          + f", {within_words(args.between, args.within, card['pair'].get('within_blend', 0.0))}: test accuracy "
           f"{card['test_metrics']['accuracy']:.4f}, macro F1 {card['test_metrics']['macro_f1']:.4f}, "
           f"{card['ood']['test_flagged']:.1%} of the test split flagged; saved to {out}")
     return 0

@@ -247,8 +247,6 @@ class PairedClassifier(Classifier):
     def _forward(self, images: np.ndarray) -> Forward:
         a = self.between._forward(self._member_input(self.between, images))
         b = self.within._forward(self._member_input(self.within, images))
-        # The offset is a constant shift of the between model's scaled logits,
-        # so the gradients below keep their form with the shifted probabilities.
         paired, d_between, d_within = pair_forward(a.logits, b.logits, self.between.temperature,
                                                    self.within.temperature, self.between_shift, self.within_blend)
         return Forward(
@@ -256,6 +254,14 @@ class PairedClassifier(Classifier):
             logits=np.log(np.maximum(paired, _EPSILON)).astype(np.float32),
             class_maps=pair_class_maps(a.class_maps, b.class_maps, d_between, d_within),
         )
+
+
+def within_words(between: str, within: str, blend: float = 0.0) -> str:
+    """Which model decides inside a lab's group of classes, in words (the card, the CLI and the pages)."""
+    if not blend:
+        return f"{within} within a lab"
+    return (f"{within} and {between} together within a lab "
+            f"(their calibrated logits blended {1 - blend:g} : {blend:g})")
 
 
 def pair_options(card: dict) -> str:
@@ -333,10 +339,8 @@ def make_pair(between: str, within: str, name: str, data_dir: Path, models_dir: 
     card = {
         "name": name,
         "description": f"{between} decides between the labs' groups of classes, "
-                       + (f"{within} and {between} together within a group (their calibrated logits "
-                          f"blended {1 - within_blend:g} : {within_blend:g}): " if within_blend else
-                          f"{within} within a group: ") +
-                       "inside one lab's classes the look is the same for every image, so only "
+                       f"{within_words(between, within, within_blend)}: inside one lab's classes the look "
+                       "is the same for every image, so only "
                        "between the groups can the lab's look be a shortcut.",
         **{field: first.get(field) for field in ("classes", "input_size", "test_time_augmentation", "split",
                                                  "last_conv_layer")},

@@ -23,6 +23,7 @@ from bloodcell.dataset_stats import DatasetOverview, overview
 from bloodcell.errors import BloodcellError
 from bloodcell.imaging import FULL_VIEW, VIEW_DESCRIPTIONS
 from bloodcell.inference import available_models, read_json
+from bloodcell.pairing import within_words
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 MODEL_KEY = "model"
@@ -157,10 +158,7 @@ def pair_members(card: dict) -> str:
     shift = (f" (its group decision shifted {abs(offset['log_odds']):.2f} log-odds "
              f"{'towards' if offset['log_odds'] >= 0 else 'away from'} {offset['lab']}, "
              "fitted on the validation split)") if offset else ""
-    blend = pair.get("within_blend")
-    within = (f"{pair['within']['model']} and {pair['between']['model']} together within a lab "
-              f"(their calibrated logits blended {1 - blend:g} : {blend:g})") if blend else \
-        f"{pair['within']['model']} within a lab"
+    within = within_words(pair["between"]["model"], pair["within"]["model"], pair.get("within_blend", 0.0))
     return f"{pair['between']['model']} between the labs{shift} and {within}"
 
 

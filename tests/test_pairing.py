@@ -380,7 +380,8 @@ def test_a_pair_with_a_within_blend_applies_it_everywhere(pair_dir, drawn_datase
     twin_card_path.write_text(json.dumps(twin_card))
     assert main(["pair", "--between", "twin_copy", "--within", "cnn", "--name", "blended", "--within-blend", "0.5",
                  "--data", str(drawn_dataset), "--out", str(models)]) == 0
-    assert "blended with twin_copy (0.5 of it)" in capsys.readouterr().out
+    assert "cnn and twin_copy together within a lab (their calibrated logits blended 0.5 : 0.5)" in \
+        capsys.readouterr().out
     card = json.loads((models / "blended" / "card.json").read_text())
     assert card["pair"]["within_blend"] == 0.5 and "calibration" in card and "ood" in card
     assert "cnn and twin_copy together within a lab" in pair_members(card) and "0.5 : 0.5" in pair_members(card)
