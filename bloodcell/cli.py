@@ -76,12 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     soup = commands.add_parser("soup", help="average several training runs of one model into one",
                                description="Average the weights of runs of one MobileNetV2 recipe that differ "
-                               "in their seed (train each with --seed and its own --out) into OUT/<model>/, "
+                               "in their seed (train each with --seed and its own --out) into OUT/<model>/ (or OUT/<name>/), "
                                "then report on it as training does: test metrics, LiteRT file, temperature "
                                "and out-of-distribution check.")
     soup.add_argument("runs", nargs="+", metavar="RUN", help="model folders of the runs, e.g. runs/a/celltwin")
     soup.add_argument("--data", metavar="DIR", help="dataset folder (default: $BLOODCELL_DATA or data/blood-cells)")
     soup.add_argument("--out", metavar="DIR", help="models folder (default: $BLOODCELL_MODELS or models/)")
+    soup.add_argument("--name", help="the averaged model's name and folder (default: the runs' model, e.g. celltwin)")
 
     pair = commands.add_parser("pair", help="combine two trained models: one between the labs, one within a lab",
                                description="Write OUT/<name>/, a model that takes the probability of each "
@@ -230,7 +231,8 @@ def _cmd_pair(args: argparse.Namespace) -> int:
 def _cmd_soup(args: argparse.Namespace) -> int:
     from bloodcell.soup import make_soup
 
-    out = make_soup([Path(run) for run in args.runs], resolve_data_dir(args.data), resolve_models_dir(args.out))
+    out = make_soup([Path(run) for run in args.runs], resolve_data_dir(args.data), resolve_models_dir(args.out),
+                    args.name)
     card = json.loads((out / "card.json").read_text())
     runs = card["soup"]["runs"]
     seeds = ", ".join(str(run["seed"]) for run in runs)

@@ -7,8 +7,11 @@ so a model trained by this package gives the same answer everywhere.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import NamedTuple
+
+from bloodcell.errors import BloodcellError
 
 CLASS_NAMES: tuple[str, ...] = (
     "basophil",
@@ -57,8 +60,8 @@ MODEL_NAMES: tuple[str, ...] = ("cnn", "mobilenetv2", "cellfocus", "cellgrey", "
 RECIPE_MODELS: dict[str, str] = {
     "cellagree": "two runs of 'python -m bloodcell train --model celltwin --set twin_share=0 --set "
                  "twin_consistency=12 --set batch_size=16 --set epochs=20 --set head_epochs=2 --set lr_patience=2 "
-                 "--set patience=4' with --seed 20240918 and 20240919, averaged by 'python -m bloodcell soup', "
-                 "the folder and its card's name then made cellagree",
+                 "--set patience=4' with --seed 20240918 and 20240919, each with its own --out, averaged by "
+                 "'python -m bloodcell soup RUN RUN --name cellagree'",
 }
 
 
@@ -141,3 +144,10 @@ def resolve_imagenet_weights(option: str | os.PathLike | None = None) -> str:
     if os.environ.get(IMAGENET_WEIGHTS_ENV):
         return str(Path(os.environ[IMAGENET_WEIGHTS_ENV]).expanduser())
     return "imagenet"
+
+
+def check_model_name(name: str) -> str:
+    """A name for a new model folder: letters, digits, '-' and '_', so it can never leave the models folder."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", name or ""):
+        raise BloodcellError(f"{name!r} is not a model name: use letters, digits, '-' and '_' (at most 64)")
+    return name

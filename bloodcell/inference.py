@@ -192,7 +192,7 @@ class FilePrediction:
     zoom: float = 1.0
 
     def verdict(self, min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> str | None:
-        """OK, not confident, or not a single blood cell (bloodcell.abstention)."""
+        """OK, not confident, unlike the training images, or not a single blood cell (bloodcell.abstention)."""
         if self.probabilities is None:
             return None
         return verdict(self.confidence, self.ood_score, self.ood_threshold, self.cell_problem,

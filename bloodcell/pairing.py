@@ -49,7 +49,7 @@ from typing import Callable
 
 import numpy as np
 
-from bloodcell.config import CLASS_NAMES, SOURCE_LAB
+from bloodcell.config import CLASS_NAMES, SOURCE_LAB, check_model_name
 from bloodcell.cellview import grey_of_cell_views
 from bloodcell.errors import BloodcellError
 from bloodcell.imaging import CELL_VIEW, GREY_CELL_VIEW
@@ -314,6 +314,7 @@ def make_pair(between: str, within: str, name: str, data_dir: Path, models_dir: 
     from bloodcell.metrics import classification_metrics
 
     models_dir, data_dir = Path(models_dir), Path(data_dir)
+    check_model_name(name)
     within_blend = check_within_blend(within_blend)
     if between == within:
         raise BloodcellError("a pair needs two different models")

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from bloodcell.abstention import DEFAULT_MIN_CONFIDENCE, NOT_A_CELL, NOT_CONFIDENT, OK, verdict, verdict_reason
+from bloodcell.abstention import (DEFAULT_MIN_CONFIDENCE, NOT_A_CELL, NOT_CONFIDENT, OK, UNFAMILIAR, verdict,
+                                  verdict_reason)
 from bloodcell.cells import DISPLAY_NAMES
 from bloodcell.cellview import view_box
 from bloodcell.config import CLASS_NAMES
@@ -60,7 +61,7 @@ class Analysis:
         return self.error is None
 
     def verdict(self, threshold: float = DEFAULT_UNSURE_THRESHOLD) -> str | None:
-        """OK, not confident, or not a single blood cell (see bloodcell.abstention)."""
+        """OK, not confident, unlike the training images, or not a single blood cell (bloodcell.abstention)."""
         if not self.ok:
             return None
         return verdict(self.confidence, self.ood_score, self.ood_threshold, self.cell_problem,
@@ -79,9 +80,6 @@ class Analysis:
     @property
     def confidence(self) -> float | None:
         return None if self.probabilities is None else float(np.max(self.probabilities))
-
-    def is_unsure(self, threshold: float = DEFAULT_UNSURE_THRESHOLD) -> bool:
-        return self.ok and self.verdict(threshold) == NOT_CONFIDENT
 
 
 @dataclass
@@ -251,6 +249,8 @@ def differential_count(analyses: list[Analysis], threshold: float = DEFAULT_UNSU
             counts["unreadable"] += 1
         elif a.verdict(threshold) == NOT_A_CELL:
             counts["not a cell"] += 1
+        elif a.verdict(threshold) == UNFAMILIAR:
+            counts["unlike training"] += 1
         elif a.verdict(threshold) == NOT_CONFIDENT:
             counts["unsure"] += 1
         else:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bloodcell.config import check_model_name
 from bloodcell.data import load_manifest, manifest_path, sha256_file
 from bloodcell.errors import BloodcellError
 from bloodcell.inference import CARD_FILE, HISTORY_FILE, MODEL_FILE, read_json
@@ -102,8 +103,11 @@ def soup_history(histories: list[list[dict]]) -> list[dict]:
     return [{**row, "run": index} for index, history in enumerate(histories, start=1) for row in history]
 
 
-def make_soup(run_dirs: list[Path], data_dir: Path, models_dir: Path) -> Path:
-    """Average the runs in `run_dirs` into `models_dir/<name>/`, report on it, and return the folder."""
+def make_soup(run_dirs: list[Path], data_dir: Path, models_dir: Path, name: str | None = None) -> Path:
+    """Average the runs in `run_dirs` into `models_dir/<name>/`, report on it, and return the folder.
+
+    `name` defaults to the runs' model name (celltwin's runs make a celltwin).
+    """
     import keras
 
     from bloodcell.training import finish_model_folder, remove_stale_results, report_test_split
@@ -112,7 +116,7 @@ def make_soup(run_dirs: list[Path], data_dir: Path, models_dir: Path) -> Path:
     data_dir, models_dir = Path(data_dir), Path(models_dir)
     cards = check_runs(run_dirs)
     first = cards[0]
-    name = first["name"]
+    name = check_model_name(name) if name is not None else first["name"]
     out = models_dir / name
     if out.resolve() in {folder.resolve() for folder in run_dirs}:
         raise BloodcellError(f"the soup would overwrite one of its runs ({out}); write it to another --out")
@@ -141,6 +145,7 @@ def make_soup(run_dirs: list[Path], data_dir: Path, models_dir: Path) -> Path:
     runs = [_run_summary(folder, card) for folder, card in zip(run_dirs, cards)]
     card = {key: value for key, value in first.items() if key not in ("calibration", "ood", "lite")}
     card.update({
+        "name": name,
         "description": first["description"].rstrip(".") + f"; the weights averaged over {len(runs)} "
                        "training runs of this recipe.",
         "file_sha256": sha256_file(model_path),

@@ -106,6 +106,20 @@ RECIPE_OPTION_TYPES: dict[str, type] = {
 }
 
 
+def card_description(spec_description: str, recipe_options: dict | None = None) -> str:
+    """The architecture's description, and any `--set` change that departs from it.
+
+    The description tells the named recipe; a run with a changed entry (say
+    celltwin with twin_share=0, where no view is replaced by its twin) would
+    otherwise be described as the recipe it changed.
+    """
+    if not recipe_options:
+        return spec_description
+    changes = ", ".join(f"{key}={json.dumps(list(value) if isinstance(value, tuple) else value)}"
+                        for key, value in sorted(recipe_options.items()))
+    return f"{spec_description} Changed from that recipe: {changes} (see recipe_options)."
+
+
 def parse_recipe_options(options: list[str]) -> dict:
     """`KEY=VALUE` texts as recipe entries of the right type, or a one-line error.
 
@@ -556,7 +570,7 @@ def train(
 
     card = {
         "name": name,
-        "description": spec.description,
+        "description": card_description(spec.description, recipe_options),
         "classes": list(CLASS_NAMES),
         "input_size": size,
         "view": spec.view,

@@ -6,7 +6,7 @@ from pathlib import Path
 import streamlit as st
 from PIL import Image
 
-from bloodcell.abstention import NOT_A_CELL, NOT_CONFIDENT
+from bloodcell.abstention import NOT_A_CELL, NOT_CONFIDENT, UNFAMILIAR
 from bloodcell.cells import DISPLAY_NAMES
 from bloodcell.charts import counts_figure, probability_figure, probability_points, probability_text
 from bloodcell.config import CLASS_NAMES, SHIPPED_MODEL_NAMES
@@ -26,9 +26,10 @@ PREDICTED = "the predicted class"
 DISPLAY_SIDE = 384
 # Models per row when comparing: with six or more side by side the verdicts broke mid-word on a laptop screen.
 COMPARE_PER_ROW = 3
-FLAG_WORDS = {NOT_CONFIDENT: "not confident", NOT_A_CELL: "not a single blood cell"}
-OOD_HELP = ("How far the image's features lie from every training cell's; above the model's limit the "
-            "image is flagged as not a single blood cell.")
+FLAG_WORDS = {NOT_CONFIDENT: "not confident", UNFAMILIAR: "unlike the training images",
+              NOT_A_CELL: "not a single blood cell"}
+OOD_HELP = ("How far the image's features lie from every training cell's; above the model's limit a "
+            "single cell is flagged as unlike the training images.")
 RED_CELL_HELP = ("Red cells' diameter over the photo's shorter side: {:.0%}–{:.0%} in the training photos."
                  .format(*TRAINING_RED_CELL_RANGE))
 ZOOM_HELP = ("1.00×: the models saw the photo as it is. Above 1: its red cells showed a lower magnification "
@@ -135,6 +136,11 @@ def verdict_box(result, threshold: float) -> None:
     if verdict == NOT_A_CELL:
         st.error(f"**Does not look like a single blood-cell image** ({result.reason(threshold)}). The model would "
                  f"say {label} ({probability_text(result.confidence, 0)}); do not trust it.", icon=":material/block:")
+    elif verdict == UNFAMILIAR:
+        st.warning(f"**Unlike the training images**: one cell, but {result.reason(threshold)}. Best guess: {label} "
+                   f"({probability_text(result.confidence, 0)}). The models learnt from two labs' photos and may not "
+                   "carry over to this one: compare the models and show the cell in both labs' looks.",
+                   icon=":material/travel_explore:")
     elif verdict == NOT_CONFIDENT:
         st.warning(f"**Not confident.** Best guess: {label} at {result.confidence:.0%}, "
                    f"below the {threshold:.0%} threshold.", icon=":material/help:")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bloodcell.abstention import NOT_A_CELL, NOT_CONFIDENT, OK, OutlierDetector, verdict, verdict_reason
+from bloodcell.abstention import (FLAGS, NOT_A_CELL, NOT_CONFIDENT, OK, UNFAMILIAR, VERDICT_HELP, OutlierDetector,
+                                  verdict, verdict_reason)
 from bloodcell.errors import BloodcellError
 
 
@@ -51,10 +52,18 @@ def test_fit_rejects_mismatched_input():
 def test_verdict_rules():
     assert verdict(0.95, 1.0, 5.0) == OK
     assert verdict(0.50, 1.0, 5.0) == NOT_CONFIDENT
-    assert verdict(0.99, 9.0, 5.0) == NOT_A_CELL
     assert verdict(0.99, None, None) == OK
     assert verdict(0.99, 1.0, 5.0, cell_problem="no stained nucleus found") == NOT_A_CELL
     assert verdict(0.40, 1.0, 5.0, cell_problem="several cells in the image") == NOT_A_CELL
+
+
+def test_a_single_cell_far_from_the_training_data_is_unfamiliar_not_a_non_cell():
+    """Another lab's real cell passes the cell mask but its features lie far away: that is no reason to
+    call it "not a cell". The mask's verdict wins over the distance, and the distance over the probability."""
+    assert verdict(0.99, 9.0, 5.0) == UNFAMILIAR
+    assert verdict(0.30, 9.0, 5.0) == UNFAMILIAR
+    assert verdict(0.99, 9.0, 5.0, cell_problem="no stained nucleus found") == NOT_A_CELL
+    assert set(FLAGS) | {OK} == set(VERDICT_HELP)
 
 
 def test_each_verdict_without_a_class_says_why():

@@ -131,6 +131,25 @@ def test_a_photo_that_is_no_blood_cell_gets_no_class(with_data):
     assert any("Does not look like a single blood-cell image" in e.value for e in app.error)
 
 
+def test_another_labs_cell_far_from_the_training_data_is_called_unfamiliar_not_a_non_cell(
+        with_data, cross_source_data, shipped_models):
+    """A real neutrophil from the other lab that the default model's outlier check flags: the page
+    says it is unlike the training images and gives the best guess, never "not a blood cell"."""
+    from bloodcell.abstention import UNFAMILIAR
+    from bloodcell.config import DEFAULT_MODEL
+    from bloodcell.inference import Classifier
+
+    classifier = Classifier.load(DEFAULT_MODEL, shipped_models)
+    paths = sorted(cross_source_data.rglob("*.jpg"))[:40]
+    path = next(p for p, r in zip(paths, classifier.predict_sources(paths)) if r.verdict() == UNFAMILIAR)
+    app = open_page("pages/predict.py")
+    app.file_uploader(key="uploads").set_value((path.name, path.read_bytes(), "image/jpeg")).run()
+    assert not app.exception, app.exception
+    assert not any("Does not look like" in e.value for e in app.error)
+    boxes = [w.value for w in app.warning if w.value.startswith("**Unlike the training images**")]
+    assert len(boxes) == 1 and "Best guess:" in boxes[0] and "far from every training image" in boxes[0]
+
+
 def test_trust_page_shows_the_audit_and_examples(with_data):
     app = open_page("pages/trust.py")
     assert not app.exception, app.exception

@@ -4,12 +4,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from bloodcell.config import (CLASS_NAMES, DATA_ENV, DEFAULT_DATA_DIR, DEFAULT_MODELS_DIR, IMAGENET_WEIGHTS_ENV,
-                              MODELS_ENV, resolve_data_dir, resolve_imagenet_weights, resolve_models_dir)
+                              MODELS_ENV, check_model_name, resolve_data_dir, resolve_imagenet_weights,
+                              resolve_models_dir)
+from bloodcell.errors import BloodcellError
 
 
 def test_class_names_and_order_are_fixed():
     assert CLASS_NAMES == ("basophil", "erythroblast", "monocyte", "myeloblast", "seg_neutrophil")
+
+
+@pytest.mark.parametrize("name", ["", "../cellpair", "a/b", ".hidden", "cell pair", "x" * 65])
+def test_a_new_models_name_cannot_leave_the_models_folder(name):
+    with pytest.raises(BloodcellError, match="is not a model name"):
+        check_model_name(name)
+
+
+def test_plain_model_names_are_accepted():
+    assert check_model_name("cellagree") == "cellagree" and check_model_name("agree-soup_2") == "agree-soup_2"
 
 
 def test_data_dir_order(monkeypatch, tmp_path):

@@ -219,6 +219,10 @@ def test_a_pair_refuses_to_overwrite_a_trained_model(pair_dir, drawn_dataset, ca
                  "--data", str(drawn_dataset), "--out", str(pair_dir)])
     assert code != 0 and "holds a trained model" in capsys.readouterr().err
     assert json.loads((pair_dir / "cnn" / "card.json").read_text())["name"] == "cnn"
+    code = main(["-q", "pair", "--between", "twin_copy", "--within", "cnn", "--name", "../escaped",
+                 "--data", str(drawn_dataset), "--out", str(pair_dir)])
+    assert code != 0 and "is not a model name" in capsys.readouterr().err
+    assert not (pair_dir.parent / "escaped").exists()
 
 
 def test_the_app_explains_a_pair_with_grad_cam_whatever_method_is_chosen(pair_dir, drawn_dataset):

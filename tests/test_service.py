@@ -9,7 +9,7 @@ import threading
 import numpy as np
 import pytest
 
-from bloodcell.abstention import NOT_A_CELL, NOT_CONFIDENT
+from bloodcell.abstention import NOT_A_CELL, NOT_CONFIDENT, UNFAMILIAR
 from bloodcell.config import CLASS_NAMES, SHIPPED_MODEL_NAMES
 from bloodcell.explain import GRADCAM
 from bloodcell.service import (LOOK_SWAP_KEPT_ON_TEST, Analysis, LazyPhoto, LookSwap, ModelService,
@@ -95,8 +95,11 @@ def test_rows_csv_and_differential_count():
     assert counts["unsure"] == 1 and counts["unreadable"] == 1 and counts["monocyte"] == 0
     far = make("e.jpg", [0.99, 0.01, 0, 0, 0])
     far.ood_score, far.ood_threshold = 30.0, 10.0
-    assert results_rows([far])[0]["verdict"] == "does not look like a single blood-cell image"
+    assert results_rows([far])[0]["verdict"] == "unlike the training images"
     assert results_rows([far])[0]["reason"].startswith("far from every training image")
+    assert differential_count([far])["unlike training"] == 1
+    far.cell_problem = "several cells in the image"
+    assert results_rows([far])[0]["verdict"] == NOT_A_CELL
     assert differential_count([far])["not a cell"] == 1
 
 
@@ -132,7 +135,7 @@ def test_model_answers_group_the_models_by_what_they_say():
     mixed = [*same, make("x.jpg", [0, 0.2, 0.8, 0, 0], model="c"), make("x.jpg", [0.3, 0.3, 0.4, 0, 0], model="e"),
              far, make("x.jpg", error="unreadable", model="f")]
     assert model_answers(mixed, threshold=0.7) == {"basophil": ["a", "b"], "monocyte": ["c"],
-                                                   NOT_CONFIDENT: ["e"], NOT_A_CELL: ["d"]}
+                                                   NOT_CONFIDENT: ["e"], UNFAMILIAR: ["d"]}
 
 
 def test_look_swap_renders_the_photo_in_each_look_and_analyses_each(service, shipped_models):

@@ -16,11 +16,13 @@ from bloodcell.inference import Classifier
 from bloodcell.soup import average_weights, check_runs
 
 SEEDS = (11, 12)
+SOUP = "focussoup"
 
 
 @pytest.fixture(scope="module")
 def soup_dirs(tmp_path_factory, drawn_dataset, imagenet_weights):
-    """Two one-epoch cellfocus runs at 32 pixels with different seeds, and their soup made by the CLI."""
+    """Two one-epoch cellfocus runs at 32 pixels with different seeds, and their soup made by the CLI
+    under a name of its own, as a soup ships beside its recipe's model."""
     from bloodcell.training import train
 
     runs = []
@@ -31,9 +33,9 @@ def soup_dirs(tmp_path_factory, drawn_dataset, imagenet_weights):
         runs.append(folder / "cellfocus")
     out = tmp_path_factory.mktemp("soup")
     # An audit of the model the soup replaces: it describes that model, so the soup must remove it.
-    (out / "cellfocus").mkdir()
-    (out / "cellfocus" / "audit.json").write_text("{}")
-    assert main(["-q", "soup", *map(str, runs), "--data", str(drawn_dataset), "--out", str(out)]) == 0
+    (out / SOUP).mkdir()
+    (out / SOUP / "audit.json").write_text("{}")
+    assert main(["-q", "soup", *map(str, runs), "--data", str(drawn_dataset), "--out", str(out), "--name", SOUP]) == 0
     return runs, out
 
 
@@ -42,7 +44,7 @@ def test_soup_is_the_mean_of_its_runs_weights(soup_dirs):
 
     runs, out = soup_dirs
     run_weights = [keras.saving.load_model(run / "model.keras", compile=False).get_weights() for run in runs]
-    soup_weights = keras.saving.load_model(out / "cellfocus" / "model.keras", compile=False).get_weights()
+    soup_weights = keras.saving.load_model(out / SOUP / "model.keras", compile=False).get_weights()
     differing = [i for i, (a, b) in enumerate(zip(*run_weights)) if not np.array_equal(a, b)]
     assert differing, "the two seeds should give different weights"
     for i in differing:
@@ -51,8 +53,9 @@ def test_soup_is_the_mean_of_its_runs_weights(soup_dirs):
 
 def test_soup_card_records_its_runs_and_is_reported_like_a_trained_model(soup_dirs):
     runs, out = soup_dirs
-    folder = out / "cellfocus"
+    folder = out / SOUP
     card = json.loads((folder / "card.json").read_text())
+    assert card["name"] == SOUP and not (out / "cellfocus").exists()
     assert [run["seed"] for run in card["soup"]["runs"]] == list(SEEDS)
     assert card["hyperparameters"]["seed"] == list(SEEDS)
     assert card["file_sha256"] == sha256_file(folder / "model.keras")
@@ -69,7 +72,7 @@ def test_soup_card_records_its_runs_and_is_reported_like_a_trained_model(soup_di
     names = [trace.name for trace in history_figure(history, "loss").data]
     assert sum(": " in name for name in names) == 6 and sum("best epoch" in name for name in names) == 2
     assert (out / "split.json").read_bytes() == (runs[0].parent / "split.json").read_bytes()
-    classifier = Classifier.load("cellfocus", out)
+    classifier = Classifier.load(SOUP, out)
     assert classifier.predict_proba(np.zeros((1, 32, 32, 3), np.float32)).shape == (1, 5)
 
 
@@ -82,7 +85,7 @@ def test_soup_refuses_what_cannot_be_averaged(soup_dirs, tiny_models_dir, tmp_pa
     with pytest.raises(BloodcellError, match="random weights"):
         check_runs([tiny_models_dir / "cnn", tiny_models_dir / "cnn"])
     with pytest.raises(BloodcellError, match="already an average"):
-        check_runs([runs[0], soup_dirs[1] / "cellfocus"])
+        check_runs([runs[0], soup_dirs[1] / SOUP])
     with pytest.raises(BloodcellError, match="not a model folder"):
         check_runs([runs[0], tmp_path])
     other = tmp_path / "other" / "cellfocus"
@@ -101,8 +104,8 @@ def test_soup_refuses_what_cannot_be_averaged(soup_dirs, tiny_models_dir, tmp_pa
 
 def test_soup_removes_results_of_the_model_it_replaces(soup_dirs):
     _, out = soup_dirs
-    assert not (out / "cellfocus" / "audit.json").exists()
-    assert (out / "cellfocus" / "model.keras").is_file()
+    assert not (out / SOUP / "audit.json").exists()
+    assert (out / SOUP / "model.keras").is_file()
 
 
 def test_soup_never_overwrites_one_of_its_runs(soup_dirs, drawn_dataset, capsys):
@@ -111,3 +114,6 @@ def test_soup_never_overwrites_one_of_its_runs(soup_dirs, drawn_dataset, capsys)
     assert main(["soup", *map(str, runs), "--data", str(drawn_dataset), "--out", str(runs[0].parent)]) == 2
     assert "overwrite one of its runs" in capsys.readouterr().err
     assert sha256_file(runs[0] / "model.keras") == before
+    out = runs[0].parent.parent
+    assert main(["soup", *map(str, runs), "--data", str(drawn_dataset), "--out", str(out), "--name", "../up"]) == 2
+    assert "is not a model name" in capsys.readouterr().err and not (out.parent / "up").exists()

@@ -13,6 +13,7 @@ from bloodcell.data import load_manifest, sha256_file
 from bloodcell.errors import BloodcellError
 from bloodcell.inference import Classifier
 from bloodcell.metrics import classification_metrics
+from bloodcell.models import MODEL_SPECS
 from bloodcell.pipeline import make_dataset
 
 
@@ -389,6 +390,10 @@ def test_a_warm_start_begins_from_the_trained_models_weights(tiny_models_dir, dr
     assert kernels and all(np.array_equal(a.numpy(), b.numpy()) for a, b in kernels)
     plain = json.loads((tiny_models_dir / "cnn" / "card.json").read_text())
     assert plain["initialised_from"] is None
+    # The description says what the --set changed, so it never describes a recipe the run did not follow.
+    assert plain["description"] == MODEL_SPECS["cnn"].description
+    assert card["description"] == MODEL_SPECS["cnn"].description + (
+        " Changed from that recipe: learning_rate=0.0 (see recipe_options).")
 
 
 def test_a_warm_start_refuses_a_pair_and_another_network(tiny_models_dir, drawn_dataset, tmp_path):
