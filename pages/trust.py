@@ -69,7 +69,10 @@ def explain_shortcuts() -> None:
             "cellpair) were pursued because their first runs did well on these cells, so their "
             "figures here are somewhat optimistic.\n"
             "- **Abstention**: real test cells should almost never be flagged; a blank slide, "
-            "noise, a cat, a coffee cup or a field of four cells always should.")
+            "noise, a cat, a coffee cup or a field of four cells always should, as not a single blood "
+            "cell. Many cells from another lab are flagged too, as *unlike the training images*: one "
+            "stained cell, but features far from every training cell's. That flag is the models "
+            "saying they have not seen this look, not that the image is no cell.")
 
 
 def show_summary(audits: dict) -> None:

@@ -12,7 +12,7 @@ import pytest
 from bloodcell.abstention import NOT_A_CELL, NOT_CONFIDENT, UNFAMILIAR
 from bloodcell.config import CLASS_NAMES, SHIPPED_MODEL_NAMES
 from bloodcell.explain import GRADCAM
-from bloodcell.service import (LOOK_SWAP_KEPT_ON_TEST, Analysis, LazyPhoto, LookSwap, ModelService,
+from bloodcell.service import (AGREEMENT_MEASURED_WITH, LOOK_SWAP_KEPT_ON_TEST, Analysis, LazyPhoto, LookSwap, ModelService,
                                differential_count, look_swap, model_answers, results_rows, rows_to_csv)
 from conftest import draw_cell, encode
 
@@ -181,6 +181,7 @@ def test_look_swap_summary_says_whether_the_best_guess_moved():
     assert "changes with the look" in moved and "in Lab B's look, Myeloblast" in moved
     assert "test split" not in moved, "no habit quoted for a model that was never measured"
     assert set(LOOK_SWAP_KEPT_ON_TEST) == set(SHIPPED_MODEL_NAMES), "every shipped model's habit is measured"
+    assert set(AGREEMENT_MEASURED_WITH) == set(SHIPPED_MODEL_NAMES), "the agreement quoted is the shipped models'"
     shipped = Analysis("cell.png", "cnn", probabilities=guess("monocyte").probabilities)
     assert "On the test split, cnn keeps its best guess in both looks for 36% of the cells" in \
         LookSwap(renderings, [guess("monocyte"), guess("myeloblast")]).summary(shipped)
