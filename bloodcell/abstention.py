@@ -54,9 +54,9 @@ FLAGS = (NOT_A_CELL, UNFAMILIAR, NOT_CONFIDENT)
 VERDICT_HELP = {
     OK: "a single white blood cell, classified with confidence",
     NOT_CONFIDENT: "the calibrated top probability is below the threshold",
-    UNFAMILIAR: "one centred stained cell, but its features are far from every training image: "
-                "the answer may not carry over (photos from another lab often land here)",
-    NOT_A_CELL: "no single centred stained cell: no nucleus, several cells, or a greyscale photo",
+    UNFAMILIAR: "one centred stained cell whose features are far from every training image, so the "
+                "answer may not carry over (photos from another lab often land here)",
+    NOT_A_CELL: "no single centred stained cell (no nucleus, several cells, or a greyscale photo)",
 }
 
 

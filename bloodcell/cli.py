@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bloodcell.abstention import DEFAULT_MIN_CONFIDENCE
+from bloodcell.abstention import DEFAULT_MIN_CONFIDENCE, VERDICT_HELP
 from bloodcell.config import (CLASS_NAMES, DEFAULT_MODEL, MODEL_NAMES, SPLIT_SEED, resolve_cross_source_dir,
                               resolve_data_dir, resolve_models_dir)
 from bloodcell.data import SPLITS
@@ -116,7 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser("predict", help="predict the class of image files or folders",
                                   description="Predict image files (folders are searched). Writes one "
-                                  "CSV row per file; unreadable files get an error and the rest go on.")
+                                  "CSV row per file; unreadable files get an error and the rest go on. The "
+                                  "verdict is " + "; ".join(f"'{verdict}': {meaning}"
+                                                            for verdict, meaning in VERDICT_HELP.items()) + ".")
     predict.add_argument("--model", default=DEFAULT_MODEL,
                          help=f"model name in the models folder, or a model folder (default: {DEFAULT_MODEL})")
     predict.add_argument("--min-confidence", type=float, default=DEFAULT_MIN_CONFIDENCE, metavar="P",
