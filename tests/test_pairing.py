@@ -290,7 +290,7 @@ def test_a_missing_shipped_pair_says_how_to_build_it(tmp_path):
     with pytest.raises(BloodcellError, match="--between cellagree --within cellfocus --name cellagreepair "
                                              "--within-blend 0.5"):
         Classifier.load("cellagreepair", tmp_path)
-    with pytest.raises(BloodcellError, match="averaged by 'python -m bloodcell soup'"):
+    with pytest.raises(BloodcellError, match="averaged by 'python -m bloodcell soup RUN RUN --name cellagree'"):
         Classifier.load("cellagree", tmp_path)
 
 
