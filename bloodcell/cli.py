@@ -76,8 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     soup = commands.add_parser("soup", help="average several training runs of one model into one",
                                description="Average the weights of runs of one MobileNetV2 recipe that differ "
-                               "in their seed (train each with --seed and its own --out) into OUT/<model>/ (or OUT/<name>/), "
-                               "then report on it as training does: test metrics, LiteRT file, temperature "
+                               "in their seed (train each with --seed and its own --out) into OUT/<model>/ "
+                               "(or OUT/<name>/), then report on it as training does: test metrics, LiteRT file, temperature "
                                "and out-of-distribution check.")
     soup.add_argument("runs", nargs="+", metavar="RUN", help="model folders of the runs, e.g. runs/a/celltwin")
     soup.add_argument("--data", metavar="DIR", help="dataset folder (default: $BLOODCELL_DATA or data/blood-cells)")
