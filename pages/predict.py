@@ -18,8 +18,9 @@ from bloodcell.redcells import TRAINING_RED_CELL_RANGE, magnification_note
 from bloodcell.service import (DEFAULT_UNSURE_THRESHOLD, SHIPPED_MODELS_AGREE_ON_OTHER_LAB, LazyPhoto,
                                SHIPPED_MODELS_AGREE_ON_TEST, differential_count, look_swap, model_answers,
                                results_rows, rows_to_csv)
-from pages.common import (MISSING, data_dir, in_percent, load_dataset_overview, load_look_numbers, load_service,
-                          model_names, models_dir, page_setup, percent_column, selected_model, service_or_error)
+from pages.common import (MISSING, data_dir, in_percent, load_dataset_overview, load_look_numbers, load_model_files,
+                          load_service, model_names, models_dir, page_setup, percent_column, selected_model,
+                          service_or_error)
 
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "bmp", "tif", "tiff"]
 PREDICTED = "the predicted class"
@@ -130,6 +131,13 @@ def show_verdict(result, threshold: float, key: str) -> None:
         verdict_box(result, threshold)
 
 
+def best_for_other_labs() -> tuple[str, float] | None:
+    """The shipped model most often right on the cross-source cells, and how often (None: none measured)."""
+    measured = {name: files["cross_source"]["accuracy"] for name in model_names()
+                if (files := load_model_files(name, str(models_dir())))["cross_source"]}
+    return max(measured.items(), key=lambda item: item[1]) if measured else None
+
+
 def verdict_box(result, threshold: float) -> None:
     label = DISPLAY_NAMES[result.predicted_class]
     verdict = result.verdict(threshold)
@@ -137,9 +145,12 @@ def verdict_box(result, threshold: float) -> None:
         st.error(f"**Does not look like a single blood-cell image** ({result.reason(threshold)}). The model would "
                  f"say {label} ({probability_text(result.confidence, 0)}); do not trust it.", icon=":material/block:")
     elif verdict == UNFAMILIAR:
+        best = best_for_other_labs()
+        hint = (f" ({best[0]} carries over best: right for {best[1]:.0%} of another lab's neutrophils)"
+                if best and best[0] != result.model else "")
         st.warning(f"**Unlike the training images**: one cell, but {result.reason(threshold)}. Best guess: {label} "
                    f"({probability_text(result.confidence, 0)}). The models learnt from two labs' photos and may not "
-                   "carry over to this one: compare the models and show the cell in both labs' looks.",
+                   f"carry over to this one: compare the models{hint} and show the cell in both labs' looks.",
                    icon=":material/travel_explore:")
     elif verdict == NOT_CONFIDENT:
         st.warning(f"**Not confident.** Best guess: {label} at {result.confidence:.0%}, "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -148,6 +150,10 @@ def test_another_labs_cell_far_from_the_training_data_is_called_unfamiliar_not_a
     assert not any("Does not look like" in e.value for e in app.error)
     boxes = [w.value for w in app.warning if w.value.startswith("**Unlike the training images**")]
     assert len(boxes) == 1 and "Best guess:" in boxes[0] and "far from every training image" in boxes[0]
+    # It points to the model that carries over best to another lab, as measured beside each model.
+    cross = {p.parent.name: json.loads(p.read_text())["accuracy"] for p in shipped_models.glob("*/cross_source.json")}
+    best = max(cross, key=cross.get)
+    assert best != DEFAULT_MODEL and f"{best} carries over best: right for {cross[best]:.0%}" in boxes[0]
 
 
 def test_trust_page_shows_the_audit_and_examples(with_data):
