@@ -27,6 +27,10 @@ PREDICTED = "the predicted class"
 DISPLAY_SIDE = 384
 # Models per row when comparing: with six or more side by side the verdicts broke mid-word on a laptop screen.
 COMPARE_PER_ROW = 3
+# Above this share of a batch called unlike the training images, the summary says the photos may come
+# from another lab. Measured (benchmarks/model_agreement.py): on the test split no shipped model calls
+# more than 1.2% of the cells so; on the other lab's neutrophils the pairs call 38% and 46%.
+OTHER_LAB_SHARE = 0.2
 FLAG_WORDS = {NOT_CONFIDENT: "not confident", UNFAMILIAR: "unlike the training images",
               NOT_A_CELL: "not a single blood cell"}
 OOD_HELP = ("How far the image's features lie from every training cell's; above the model's limit a "
@@ -136,6 +140,20 @@ def best_for_other_labs() -> tuple[str, float] | None:
     measured = {name: files["cross_source"]["accuracy"] for name in model_names()
                 if (files := load_model_files(name, str(models_dir())))["cross_source"]}
     return max(measured.items(), key=lambda item: item[1]) if measured else None
+
+
+def show_other_lab_note(counts: dict[str, int], model: str) -> None:
+    """When many images of a batch are unlike the training images, say what that most likely means."""
+    readable = sum(counts.values()) - counts.get("unreadable", 0)
+    unfamiliar = counts.get("unlike training", 0)
+    if readable < 2 or unfamiliar <= OTHER_LAB_SHARE * readable:
+        return
+    best = best_for_other_labs()
+    advice = (f" {best[0]} carries over best to another lab's cells (right for {best[1]:.0%} of its neutrophils); "
+              "choose it in the sidebar or compare the models." if best and best[0] != model else "")
+    st.info(f"**{unfamiliar} of {readable} images are unlike the training images** for {model}: these photos "
+            f"most likely come from another microscope or lab than the two the models learnt from.{advice}",
+            icon=":material/travel_explore:")
 
 
 def verdict_box(result, threshold: float) -> None:
@@ -323,7 +341,8 @@ if len(inputs) > 1:
     rows = results_rows(analyses, options["threshold"], swaps)
     show_summary(rows)
     primary = [a for a in analyses if a.model == model]
-    st.plotly_chart(counts_figure(differential_count(primary, options["threshold"]),
-                                  f"Differential count ({model})"), width="stretch")
+    counts = differential_count(primary, options["threshold"])
+    show_other_lab_note(counts, model)
+    st.plotly_chart(counts_figure(counts, f"Differential count ({model})"), width="stretch")
     st.download_button("Download results (CSV)", rows_to_csv(rows), "bloodcell-predictions.csv",
                        "text/csv", icon=":material/download:")

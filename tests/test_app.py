@@ -156,6 +156,30 @@ def test_another_labs_cell_far_from_the_training_data_is_called_unfamiliar_not_a
     assert best != DEFAULT_MODEL and f"{best} carries over best: right for {cross[best]:.0%}" in boxes[0]
 
 
+def test_a_batch_mostly_unlike_the_training_images_is_said_to_come_from_another_lab(
+        with_data, real_data, cross_source_data, shipped_models):
+    from bloodcell.abstention import UNFAMILIAR
+    from bloodcell.config import DEFAULT_MODEL
+    from bloodcell.inference import Classifier
+
+    paths = sorted(cross_source_data.rglob("*.jpg"))[:40]
+    results = Classifier.load(DEFAULT_MODEL, shipped_models).predict_sources(paths)
+    other_lab = [p for p, r in zip(paths, results) if r.verdict() == UNFAMILIAR][:2]
+    own_labs = [sorted((real_data / label).iterdir())[0] for label in ("basophil", "myeloblast")]
+
+    def notes(files):
+        app = open_page("pages/predict.py")
+        app.file_uploader(key="uploads").set_value([(p.name, p.read_bytes(), "image/jpeg") for p in files]).run()
+        assert not app.exception, app.exception
+        return [i.value for i in app.info if "are unlike the training images" in i.value]
+
+    other = notes(other_lab)
+    assert len(other) == 1 and other[0].startswith("**2 of 2 images") and "another microscope or lab" in other[0]
+    cross = {p.parent.name: json.loads(p.read_text())["accuracy"] for p in shipped_models.glob("*/cross_source.json")}
+    assert f"{max(cross, key=cross.get)} carries over best" in other[0]
+    assert notes(own_labs) == []
+
+
 def test_trust_page_shows_the_audit_and_examples(with_data):
     app = open_page("pages/trust.py")
     assert not app.exception, app.exception
