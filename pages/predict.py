@@ -149,7 +149,7 @@ def show_other_lab_note(counts: dict[str, int], model: str) -> None:
     if readable < 2 or unfamiliar <= OTHER_LAB_SHARE * readable:
         return
     best = best_for_other_labs()
-    advice = (f" {best[0]} carries over best to another lab's cells (right for {best[1]:.0%} of its neutrophils); "
+    advice = (f" {best[0]} carries over best to another lab's cells (right for {best[1]:.0%} of that lab's neutrophils); "
               "choose it in the sidebar or compare the models." if best and best[0] != model else "")
     st.info(f"**{unfamiliar} of {readable} images are unlike the training images** for {model}: these photos "
             f"most likely come from another microscope or lab than the two the models learnt from.{advice}",
@@ -339,10 +339,10 @@ with st.spinner("Classifying…"):
 if len(inputs) > 1:
     st.subheader(f"Summary of {len(inputs)} images")
     rows = results_rows(analyses, options["threshold"], swaps)
-    show_summary(rows)
     primary = [a for a in analyses if a.model == model]
     counts = differential_count(primary, options["threshold"])
     show_other_lab_note(counts, model)
+    show_summary(rows)
     st.plotly_chart(counts_figure(counts, f"Differential count ({model})"), width="stretch")
     st.download_button("Download results (CSV)", rows_to_csv(rows), "bloodcell-predictions.csv",
                        "text/csv", icon=":material/download:")
