@@ -142,6 +142,11 @@ def best_for_other_labs() -> tuple[str, float] | None:
     return max(measured.items(), key=lambda item: item[1]) if measured else None
 
 
+def carry_over_words(best: tuple[str, float]) -> str:
+    return (f"{best[0]} carries over best to other labs' photos: it is right for {best[1]:.0%} of the neutrophils "
+            "photographed in Barcelona, a class it saw only in Munich's photos")
+
+
 def show_other_lab_note(counts: dict[str, int], model: str) -> None:
     """When many images of a batch are unlike the training images, say what that most likely means."""
     readable = sum(counts.values()) - counts.get("unreadable", 0)
@@ -149,8 +154,8 @@ def show_other_lab_note(counts: dict[str, int], model: str) -> None:
     if readable < 2 or unfamiliar <= OTHER_LAB_SHARE * readable:
         return
     best = best_for_other_labs()
-    advice = (f" {best[0]} carries over best to another lab's cells (right for {best[1]:.0%} of that lab's neutrophils); "
-              "choose it in the sidebar or compare the models." if best and best[0] != model else "")
+    advice = (f" {carry_over_words(best)}: choose it in the sidebar or compare the models."
+              if best and best[0] != model else "")
     st.info(f"**{unfamiliar} of {readable} images are unlike the training images** for {model}: these photos "
             f"most likely come from another microscope or lab than the two the models learnt from.{advice}",
             icon=":material/travel_explore:")
@@ -164,8 +169,7 @@ def verdict_box(result, threshold: float) -> None:
                  f"say {label} ({probability_text(result.confidence, 0)}); do not trust it.", icon=":material/block:")
     elif verdict == UNFAMILIAR:
         best = best_for_other_labs()
-        hint = (f" ({best[0]} carries over best: right for {best[1]:.0%} of another lab's neutrophils)"
-                if best and best[0] != result.model else "")
+        hint = f" ({carry_over_words(best)})" if best and best[0] != result.model else ""
         st.warning(f"**Unlike the training images**: one cell, but {result.reason(threshold)}. Best guess: {label} "
                    f"({probability_text(result.confidence, 0)}). The models learnt from two labs' photos and may not "
                    f"carry over to this one: compare the models{hint} and show the cell in both labs' looks.",

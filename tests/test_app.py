@@ -153,7 +153,7 @@ def test_another_labs_cell_far_from_the_training_data_is_called_unfamiliar_not_a
     # It points to the model that carries over best to another lab, as measured beside each model.
     cross = {p.parent.name: json.loads(p.read_text())["accuracy"] for p in shipped_models.glob("*/cross_source.json")}
     best = max(cross, key=cross.get)
-    assert best != DEFAULT_MODEL and f"{best} carries over best: right for {cross[best]:.0%}" in boxes[0]
+    assert best != DEFAULT_MODEL and f"{best} carries over best to other labs' photos: it is right for {cross[best]:.0%}" in boxes[0]
 
 
 def test_a_batch_mostly_unlike_the_training_images_is_said_to_come_from_another_lab(
