@@ -241,20 +241,19 @@ def rows_to_csv(rows: list[dict]) -> str:
     return buffer.getvalue()
 
 
+# The differential count's column for each flag.
+FLAG_COUNTS = {NOT_A_CELL: "not a cell", UNFAMILIAR: "unlike training", NOT_CONFIDENT: "unsure"}
+
+
 def differential_count(analyses: list[Analysis], threshold: float = DEFAULT_UNSURE_THRESHOLD) -> dict[str, int]:
     """How many images fall in each class; flagged and unreadable ones counted apart."""
     counts: Counter = Counter({label: 0 for label in CLASS_NAMES})
     for a in analyses:
-        if not a.ok:
+        verdict = a.verdict(threshold)
+        if verdict is None:
             counts["unreadable"] += 1
-        elif a.verdict(threshold) == NOT_A_CELL:
-            counts["not a cell"] += 1
-        elif a.verdict(threshold) == UNFAMILIAR:
-            counts["unlike training"] += 1
-        elif a.verdict(threshold) == NOT_CONFIDENT:
-            counts["unsure"] += 1
         else:
-            counts[a.predicted_class] += 1
+            counts[FLAG_COUNTS.get(verdict) or a.predicted_class] += 1
     return dict(counts)
 
 

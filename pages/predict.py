@@ -15,7 +15,7 @@ from bloodcell.explain import GRADCAM, METHODS, overlay
 from bloodcell.imaging import read_image
 from bloodcell.lookswap import look_column
 from bloodcell.redcells import TRAINING_RED_CELL_RANGE, magnification_note
-from bloodcell.service import (DEFAULT_UNSURE_THRESHOLD, SHIPPED_MODELS_AGREE_ON_OTHER_LAB, LazyPhoto,
+from bloodcell.service import (DEFAULT_UNSURE_THRESHOLD, FLAG_COUNTS, SHIPPED_MODELS_AGREE_ON_OTHER_LAB, LazyPhoto,
                                SHIPPED_MODELS_AGREE_ON_TEST, differential_count, look_swap, model_answers,
                                results_rows, rows_to_csv)
 from pages.common import (MISSING, data_dir, in_percent, load_dataset_overview, load_look_numbers, load_model_files,
@@ -150,7 +150,7 @@ def carry_over_words(best: tuple[str, float]) -> str:
 def show_other_lab_note(counts: dict[str, int], model: str) -> None:
     """When many images of a batch are unlike the training images, say what that most likely means."""
     readable = sum(counts.values()) - counts.get("unreadable", 0)
-    unfamiliar = counts.get("unlike training", 0)
+    unfamiliar = counts.get(FLAG_COUNTS[UNFAMILIAR], 0)
     if readable < 2 or unfamiliar <= OTHER_LAB_SHARE * readable:
         return
     best = best_for_other_labs()
