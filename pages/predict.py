@@ -18,9 +18,9 @@ from bloodcell.redcells import TRAINING_RED_CELL_RANGE, magnification_note
 from bloodcell.service import (DEFAULT_UNSURE_THRESHOLD, FLAG_COUNTS, SHIPPED_MODELS_AGREE_ON_OTHER_LAB, LazyPhoto,
                                SHIPPED_MODELS_AGREE_ON_TEST, differential_count, look_swap, model_answers,
                                results_rows, rows_to_csv)
-from pages.common import (MISSING, data_dir, in_percent, load_dataset_overview, load_look_numbers, load_model_files,
-                          load_service, model_names, models_dir, page_setup, percent_column, selected_model,
-                          service_or_error)
+from pages.common import (MISSING, best_for_other_labs, carry_over_words, data_dir, in_percent,
+                          load_dataset_overview, load_look_numbers, load_service, model_names, models_dir,
+                          page_setup, percent_column, selected_model, service_or_error)
 
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "bmp", "tif", "tiff"]
 PREDICTED = "the predicted class"
@@ -133,18 +133,6 @@ def show_verdict(result, threshold: float, key: str) -> None:
     """The verdict box; its container key (CSS class st-key-verdict_…) lets browser tests find it."""
     with st.container(key=f"verdict_{key}"):
         verdict_box(result, threshold)
-
-
-def best_for_other_labs() -> tuple[str, float] | None:
-    """The shipped model most often right on the cross-source cells, and how often (None: none measured)."""
-    measured = {name: files["cross_source"]["accuracy"] for name in model_names()
-                if (files := load_model_files(name, str(models_dir())))["cross_source"]}
-    return max(measured.items(), key=lambda item: item[1]) if measured else None
-
-
-def carry_over_words(best: tuple[str, float]) -> str:
-    return (f"{best[0]} carries over best to other labs' photos: it is right for {best[1]:.0%} of the neutrophils "
-            "photographed in Barcelona, a class it saw only in Munich's photos")
 
 
 def show_other_lab_note(counts: dict[str, int], model: str) -> None:

@@ -13,8 +13,9 @@ from bloodcell.errors import ImageReadError
 from bloodcell.explain import overlay
 from bloodcell.imaging import read_image
 from bloodcell.silhouette import silhouette_picture
-from pages.common import (MISSING, data_dir, in_percent, load_dataset_overview, load_lab_looks, load_model_files,
-                          load_service, model_names, models_dir, page_setup, percent_column)
+from pages.common import (MISSING, best_for_other_labs, carry_over_words, data_dir, in_percent,
+                          load_dataset_overview, load_lab_looks, load_model_files, load_service, model_names,
+                          models_dir, page_setup, percent_column)
 
 # Accuracies to two decimals (a test error is 0.15 points), the other shares to one.
 ACCURACY_COLUMNS = ("test accuracy", "counterfactual accuracy")
@@ -209,14 +210,15 @@ def show_examples(name: str, report: dict) -> None:
 
 
 def explain_own_lab() -> None:
+    best = best_for_other_labs()
+    best_words = f" {carry_over_words(best)}." if best else ""
     st.markdown(
         "Every model here learned from two labs' photos, and none of them carries over fully to a third: "
-        "the cross-source column above is the measure. cellagreepair carries over best (about nine in ten "
-        "of the Barcelona neutrophils), at the cost of a few test cells on the two training labs. Every "
+        f"the cross-source column above is the measure.{best_words} Every "
         "difference between the two labs' photos measured so far (stain, field, magnification, sharpness, "
         "JPEG compression) is either swapped in celltwin's training or shown not to be read, so what is "
-        "left most likely lies in the cells themselves: every training neutrophil comes from one lab's leukaemia patients. On the Predict "
-        "page, a photo from your microscope that the models disagree on, that is flagged, or whose answer "
+        "left most likely lies in the cells themselves: every training neutrophil comes from one lab's "
+        "leukaemia patients. On the Predict page, a photo from your microscope that the models disagree on, that is flagged, or whose answer "
         "moves when it is shown in the other lab's look, is one to check by eye. With a few hundred "
         "labelled photos of your own, in one folder per class (all five), train a shipped model further on "
         "them. It keeps a test split of your photos apart and reports its accuracy there; point the app at "

@@ -180,7 +180,7 @@ def test_a_batch_mostly_unlike_the_training_images_is_said_to_come_from_another_
     assert notes(own_labs) == []
 
 
-def test_trust_page_shows_the_audit_and_examples(with_data):
+def test_trust_page_shows_the_audit_and_examples(with_data, shipped_models):
     app = open_page("pages/trust.py")
     assert not app.exception, app.exception
     # models, label-blind baselines, counterfactual by part and by class, abstention probes
@@ -199,6 +199,10 @@ def test_trust_page_shows_the_audit_and_examples(with_data):
     # What a user with another lab's photos can do.
     assert "If your photos come from another lab" in [header.value for header in app.subheader]
     assert any("--init-from celltwin" in code.value for code in app.code)
+    # The model named as carrying over best is the one its measured file says, not a name in the text.
+    cross = {p.parent.name: json.loads(p.read_text())["accuracy"] for p in shipped_models.glob("*/cross_source.json")}
+    best = max(cross, key=cross.get)
+    assert any(f"{best} carries over best" in m.value for m in app.markdown)
 
 
 def test_bad_file_is_reported_and_good_file_still_classified(with_data, real_data):
