@@ -143,6 +143,7 @@ def best_for_other_labs() -> tuple[str, float] | None:
 
 
 def carry_over_words(best: tuple[str, float]) -> str:
+    """`best_for_other_labs` in words; every shipped cross_source.json was measured on Barcelona neutrophils."""
     return (f"{best[0]} carries over best to other labs' photos: it is right for {best[1]:.0%} of the neutrophils "
             "photographed in Barcelona, a class it saw only in Munich's photos")
 

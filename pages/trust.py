@@ -218,8 +218,9 @@ def explain_own_lab() -> None:
         "difference between the two labs' photos measured so far (stain, field, magnification, sharpness, "
         "JPEG compression) is either swapped in celltwin's training or shown not to be read, so what is "
         "left most likely lies in the cells themselves: every training neutrophil comes from one lab's "
-        "leukaemia patients. On the Predict page, a photo from your microscope that the models disagree on, that is flagged, or whose answer "
-        "moves when it is shown in the other lab's look, is one to check by eye. With a few hundred "
+        "leukaemia patients. On the Predict page, a photo from your microscope that the models disagree "
+        "on, that is flagged, or whose answer moves when it is shown in the other lab's look, is one to "
+        "check by eye. With a few hundred "
         "labelled photos of your own, in one folder per class (all five), train a shipped model further on "
         "them. It keeps a test split of your photos apart and reports its accuracy there; point the app at "
         "the new models folder with `BLOODCELL_MODELS`.")
