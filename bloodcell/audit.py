@@ -50,6 +50,7 @@ from bloodcell.framing import frame_photo
 from bloodcell.imaging import CELL_VIEW, CELL_VIEWS, FILL_CELL_VIEW, GREY_CELL_VIEW, read_image, to_model_input
 from bloodcell.inference import Classifier, resolve_model_dir
 from bloodcell.metrics import accuracy_interval, paired_difference_interval
+from bloodcell.pairing import member_entries, members_sha256
 from bloodcell.silhouette import SHAPE_FEATURE_NAMES, shape_features, silhouette
 from bloodcell.stain import part_relation
 
@@ -196,10 +197,10 @@ def probe_images(cells: list[Image.Image], seed: int = AUDIT_SEED) -> dict[str, 
 
 def trained_on_twins(card: dict) -> bool:
     """Whether a model card's recipe showed it counterfactual twins, in place of some training
-    views or beside each one (for a pair: whether either member's did)."""
-    members = (card.get("pair") or {}).values()
+    views or beside each one (for a pair: whether any member's did)."""
+    members = [entry for _, entry in member_entries(card["pair"])] if card.get("pair") else []
     return learns_from_twins(card.get("hyperparameters") or {}) or any(
-        isinstance(member, dict) and member.get("trained_on_twins") for member in members)
+        member.get("trained_on_twins") for member in members)
 
 
 def _accuracy(predicted: list[int], labels: list[int]) -> float:
@@ -314,9 +315,7 @@ def run_audit(model: str, data_dir: Path, models_dir: str | Path | None = None,
         "model": classifier.name,
         "model_sha256": classifier.card.get("file_sha256"),
         # A pair has no file of its own: its members' files name it.
-        **({"members_sha256": {role: member["file_sha256"] for role, member in classifier.card["pair"].items()
-                               if isinstance(member, dict) and "file_sha256" in member}}
-           if classifier.card.get("pair") else {}),
+        **({"members_sha256": members_sha256(classifier.card["pair"])} if classifier.card.get("pair") else {}),
         "view": classifier.view,
         # A model trained on the twins has seen the counterfactual's transform:
         # its drop is then no independent evidence that it ignores the lab.

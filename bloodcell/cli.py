@@ -90,7 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
                                "WITHIN (bloodcell.pairing); then report on it as training does: test "
                                "metrics, temperature and out-of-distribution check.")
     pair.add_argument("--between", required=True, metavar="MODEL", help="the model that ignores the lab's look")
-    pair.add_argument("--within", required=True, metavar="MODEL", help="the model that decides inside a lab")
+    pair.add_argument("--within", required=True, action="append", metavar="MODEL",
+                      help="the model that decides inside a lab; give it more than once for several, "
+                           "which share that decision equally (the mean of their calibrated logits)")
     pair.add_argument("--name", required=True, help="the pair's folder name in the models folder")
     pair.add_argument("--data", metavar="DIR", help="dataset folder (default: $BLOODCELL_DATA or data/blood-cells)")
     pair.add_argument("--out", metavar="DIR", help="models folder (default: $BLOODCELL_MODELS or models/)")
@@ -99,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
                            "group, fitted by the pair's log loss on the validation split")
     pair.add_argument("--within-blend", type=float, default=0.0, metavar="SHARE",
                       help="BETWEEN's share (0 to 1) of the decision inside a group: the within-group "
-                           "probabilities come from both models' calibrated logits blended by it "
+                           "probabilities come from the models' calibrated logits blended by it "
                            "(default 0: WITHIN alone)")
 
     evaluate = commands.add_parser("evaluate", help="evaluate a model on every image of a folder",

@@ -26,12 +26,14 @@ probabilities become the softmax of a blend of the two members' calibrated
 logits, `blend * z_between / T_between + (1 - blend) * z_within / T_within`
 (a product of experts, the normalised geometric mean of their probabilities).
 Both networks run for every image anyway, so this ensemble costs nothing at
-inference; the group decision stays the between model's.
+inference; the group decision stays the between model's. A pair may have
+several within models: they share `1 - blend` equally, so the within term
+is the mean of their calibrated logits (a deep ensemble inside a group).
 
 Grad-CAM stays exact: each member's head is global average pooling and a
 Dense layer, so the gradient of the pair's log-probability with respect to a
 member's last feature map is a weighted sum of that member's class maps
-(`pair_class_maps`), and the pair's heatmap is the sum over both members.
+(`pair_class_maps`), and the pair's heatmap is the sum over all members.
 The members may see different views when one is made from the other by
 taking something away (`DERIVED_VIEWS`): the pair takes in the fuller view
 and hands the other member its own, in the same frame, so the heatmaps still
@@ -45,7 +47,7 @@ import json
 import logging
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -92,16 +94,32 @@ def check_within_blend(blend: float) -> float:
     return blend
 
 
-def blended_within(between: np.ndarray, within: np.ndarray, between_temperature: float,
-                   within_temperature: float, blend: float = 0.0) -> np.ndarray:
-    """The within-group probabilities: the softmax of both members' calibrated logits, blended.
+def as_members(within: np.ndarray | Sequence[np.ndarray],
+               within_temperature: float | Sequence[float]) -> tuple[list[np.ndarray], list[float]]:
+    """The within models' logits and temperatures as two lists, from one model's or several models'."""
+    if isinstance(within, np.ndarray) and within.ndim == 2:
+        within = [within]
+    within = [np.asarray(logits, np.float64) for logits in within]
+    temperatures = [float(t) for t in np.atleast_1d(within_temperature)]
+    if not within or len(temperatures) != len(within):
+        raise BloodcellError(f"{len(within)} within models' logits and {len(temperatures)} temperatures: "
+                             "a pair needs one temperature for each of its within models")
+    return within, temperatures
 
-    With `blend` 0 this is the within model's calibrated softmax alone. The
-    between model's group offset is left out: it is the same for every class
-    of a group, so it cancels inside one.
+
+def blended_within(between: np.ndarray, within: np.ndarray | Sequence[np.ndarray], between_temperature: float,
+                   within_temperature: float | Sequence[float], blend: float = 0.0) -> np.ndarray:
+    """The within-group probabilities: the softmax of the members' calibrated logits, blended.
+
+    With `blend` 0 and one within model this is its calibrated softmax alone;
+    several within models share `1 - blend` equally. The between model's group
+    offset is left out: it is the same for every class of a group, so it
+    cancels inside one.
     """
-    return softmax(check_within_blend(blend) * np.asarray(between, np.float64) / between_temperature
-                   + (1.0 - blend) * np.asarray(within, np.float64) / within_temperature)
+    within, temperatures = as_members(within, within_temperature)
+    blend = check_within_blend(blend)
+    within_mean = np.mean([logits / t for logits, t in zip(within, temperatures)], axis=0)
+    return softmax(blend * np.asarray(between, np.float64) / between_temperature + (1.0 - blend) * within_mean)
 
 
 def combine(between: np.ndarray, within: np.ndarray) -> np.ndarray:
@@ -120,8 +138,8 @@ def group_offset_logits(offset: float, lab: str = LABS[0]) -> np.ndarray:
     return offset * GROUPS[LABS.index(lab)]
 
 
-def fit_group_offset(between: np.ndarray, within: np.ndarray, labels: np.ndarray,
-                     between_temperature: float, within_temperature: float,
+def fit_group_offset(between: np.ndarray, within: np.ndarray | Sequence[np.ndarray], labels: np.ndarray,
+                     between_temperature: float, within_temperature: float | Sequence[float],
                      bound: float = GROUP_OFFSET_BOUND, within_blend: float = 0.0) -> float:
     """The first group's log-odds offset that minimises the pair's log loss on (between, within) logits.
 
@@ -132,7 +150,8 @@ def fit_group_offset(between: np.ndarray, within: np.ndarray, labels: np.ndarray
     from scipy.optimize import minimize_scalar
 
     labels = np.asarray(labels, int)
-    if len(labels) == 0 or len(labels) != len(between) or len(between) != len(within):
+    within, within_temperature = as_members(within, within_temperature)
+    if len(labels) == 0 or len(labels) != len(between) or any(len(between) != len(w) for w in within):
         raise BloodcellError("fitting the group offset needs logits and labels for the same, non-empty images")
     scaled = np.asarray(between, np.float64) / between_temperature
     within_p = blended_within(between, within, between_temperature, within_temperature, within_blend)
@@ -164,47 +183,75 @@ def log_probability_gradients(between: np.ndarray, within: np.ndarray, between_t
     return d_between, d_within
 
 
-def pair_forward(between_logits: np.ndarray, within_logits: np.ndarray, between_temperature: float,
-                 within_temperature: float, between_shift: np.ndarray | float = 0.0,
-                 within_blend: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def pair_forward(between_logits: np.ndarray, within_logits: np.ndarray | Sequence[np.ndarray],
+                 between_temperature: float, within_temperature: float | Sequence[float],
+                 between_shift: np.ndarray | float = 0.0,
+                 within_blend: float = 0.0) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
     """The pair's probabilities from its members' raw logits, and d log p(c) / d each member's logit k.
 
     The group offset shifts the between model's scaled logits by a constant and
-    the blend is linear in both members' logits, so the gradients are those of
+    the blend is linear in the members' logits, so the gradients are those of
     `log_probability_gradients` for the blended within logits (temperature 1),
-    shared out to each member by its weight in the blend.
+    shared out to each member by its weight in the blend. The within models'
+    gradients come as a list, one per within model.
     """
+    within_logits, within_temperature = as_members(within_logits, within_temperature)
     between = softmax(np.asarray(between_logits, np.float64) / between_temperature + between_shift)
     within = blended_within(between_logits, within_logits, between_temperature, within_temperature, within_blend)
     d_between, d_blended = log_probability_gradients(between, within, between_temperature, 1.0)
+    share = (1.0 - within_blend) / len(within_logits)
     return (combine(between, within), d_between + within_blend / between_temperature * d_blended,
-            (1.0 - within_blend) / within_temperature * d_blended)
+            [share / t * d_blended for t in within_temperature])
 
 
-def pair_class_maps(between_maps: np.ndarray, within_maps: np.ndarray, d_between: np.ndarray,
-                    d_within: np.ndarray) -> np.ndarray:
+def pair_class_maps(between_maps: np.ndarray, within_maps: np.ndarray | Sequence[np.ndarray],
+                    d_between: np.ndarray, d_within: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
     """Each class's map for the pair: the members' class maps weighted by the gradients.
 
     Maps are (views, N, h, w, classes); the result has the same shape. A
     member's logit k is the mean over the views of its map k (pooled), so the
     gradient of log p(c) with respect to its feature maps is the sum of its
-    class maps weighted by d log p(c) / d logit k.
+    class maps weighted by d log p(c) / d logit k. Several within models'
+    maps and gradients come as lists of the same length.
     """
-    return (np.einsum("vnhwk,nck->vnhwc", between_maps, d_between)
-            + np.einsum("vnhwk,nck->vnhwc", within_maps, d_within)).astype(np.float32)
+    if isinstance(within_maps, np.ndarray):
+        within_maps, d_within = [within_maps], [d_within]
+    total = np.einsum("vnhwk,nck->vnhwc", between_maps, d_between)
+    for maps, gradient in zip(within_maps, d_within, strict=True):
+        total = total + np.einsum("vnhwk,nck->vnhwc", maps, gradient)
+    return total.astype(np.float32)
 
 
-def check_members(between: Classifier, within: Classifier) -> str:
-    """The view both models can be served from, or a clear error if there is none."""
+def check_members(between: Classifier, *within: Classifier) -> str:
+    """The view all the members can be served from, or a clear error if there is none."""
+    members = (between, *within)
+    names = " and ".join(member.name for member in members)
     for field in SHARED_FIELDS:
-        if between.card.get(field) != within.card.get(field):
-            raise BloodcellError(f"{between.name} and {within.name} differ in {field}, so one input "
-                                 "cannot serve both")
-    for view in (between.view, within.view):
-        if all(member.view == view or (view, member.view) in DERIVED_VIEWS for member in (between, within)):
+        if len({json.dumps(member.card.get(field)) for member in members}) > 1:
+            raise BloodcellError(f"{names} differ in {field}, so one input cannot serve them all")
+    for view in dict.fromkeys(member.view for member in members):
+        if all(member.view == view or (view, member.view) in DERIVED_VIEWS for member in members):
             return view
-    raise BloodcellError(f"{between.name} and {within.name} differ in view ({between.view}, {within.view}) "
-                         "and neither view is made from the other, so one input cannot serve both")
+    views = ", ".join(member.view for member in members)
+    raise BloodcellError(f"{names} differ in view ({views}) and none of these views is made from the others, "
+                         "so one input cannot serve them all")
+
+
+def within_entries(pair: dict) -> list[dict]:
+    """A pair card's within models, as a list: one pair stores a dict, a pair with several a list."""
+    within = pair.get("within") or []
+    return [within] if isinstance(within, dict) else list(within)
+
+
+def member_entries(pair: dict) -> list[tuple[str, dict]]:
+    """(role, card entry) of each of a pair card's members: the between model first."""
+    return [("between", pair["between"])] + [("within", entry) for entry in within_entries(pair)]
+
+
+def members_sha256(pair: dict) -> dict:
+    """The members' file checksums by role, shaped as the card stores them (what names a pair's files)."""
+    within = [entry.get("file_sha256") for entry in within_entries(pair)]
+    return {"between": pair["between"].get("file_sha256"), "within": within[0] if len(within) == 1 else within}
 
 
 class PairedClassifier(Classifier):
@@ -212,9 +259,12 @@ class PairedClassifier(Classifier):
 
     single_network = False
 
-    def __init__(self, card: dict, between: Classifier, within: Classifier, model_dir: Path | None = None):
-        view = check_members(between, within)
-        self.between, self.within = between, within
+    def __init__(self, card: dict, between: Classifier, within: Classifier | Sequence[Classifier],
+                 model_dir: Path | None = None):
+        self.within_members = (within,) if isinstance(within, Classifier) else tuple(within)
+        view = check_members(between, *self.within_members)
+        # `within` is the first within model: the only one, for a pair built with one.
+        self.between, self.within = between, self.within_members[0]
         offset = card.get("pair", {}).get("group_offset") or {}
         # The between model's share of the decision inside a group: zero for a pair built without a blend.
         self.within_blend = check_within_blend(card.get("pair", {}).get("within_blend", 0.0))
@@ -229,39 +279,66 @@ class PairedClassifier(Classifier):
         """The pair's input in words, and how a member that sees it otherwise sees it."""
         return "; ".join([super().view_description or self.view] + [
             f"{member.name} sees it {DERIVED_VIEW_WORDS[member.view]}"
-            for member in (self.between, self.within) if member.view != self.view])
+            for member in self.members if member.view != self.view])
+
+    @property
+    def members(self) -> tuple[Classifier, ...]:
+        """The between model, then each within model."""
+        return (self.between, *self.within_members)
 
     def _member_input(self, member: Classifier, images: np.ndarray) -> np.ndarray:
         return images if member.view == self.view else DERIVED_VIEWS[(self.view, member.view)](images)
 
     @property
     def model(self):
-        raise BloodcellError(f"{self.name} combines two networks ({self.between.name} and {self.within.name}); "
+        names = ", ".join(member.name for member in self.members)
+        raise BloodcellError(f"{self.name} combines {len(self.members)} networks ({names}); "
                              "Grad-CAM explains the pair, the other heatmap methods explain one network: "
                              "choose one of its members for them")
 
-    def member_logits(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Each member's logits (before any temperature or offset) for a batch of the pair's inputs."""
-        return tuple(member.logits(self._member_input(member, images)) for member in (self.between, self.within))
+    def member_logits(self, images: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Each member's logits (before any temperature or offset) for a batch of the pair's inputs:
+        the between model's, then each within model's."""
+        return tuple(member.logits(self._member_input(member, images)) for member in self.members)
 
     def _forward(self, images: np.ndarray) -> Forward:
         a = self.between._forward(self._member_input(self.between, images))
-        b = self.within._forward(self._member_input(self.within, images))
-        paired, d_between, d_within = pair_forward(a.logits, b.logits, self.between.temperature,
-                                                   self.within.temperature, self.between_shift, self.within_blend)
+        within = [member._forward(self._member_input(member, images)) for member in self.within_members]
+        paired, d_between, d_within = pair_forward(
+            a.logits, [b.logits for b in within], self.between.temperature,
+            [member.temperature for member in self.within_members], self.between_shift, self.within_blend)
         return Forward(
-            features=np.concatenate([a.features, b.features], axis=1),
+            features=np.concatenate([a.features, *(b.features for b in within)], axis=1),
             logits=np.log(np.maximum(paired, _EPSILON)).astype(np.float32),
-            class_maps=pair_class_maps(a.class_maps, b.class_maps, d_between, d_within),
+            class_maps=pair_class_maps(a.class_maps, [b.class_maps for b in within], d_between, d_within),
         )
 
 
-def within_words(between: str, within: str, blend: float = 0.0) -> str:
-    """Which model decides inside a lab's group of classes, in words (the card, the CLI and the pages)."""
+def _listed(names: Sequence[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def within_words(between: str, within: str | Sequence[str], blend: float = 0.0) -> str:
+    """Which models decide inside a lab's group of classes, in words (the card, the CLI and the pages)."""
+    within = [within] if isinstance(within, str) else list(within)
     if not blend:
-        return f"{within} within a lab"
-    return (f"{within} and {between} together within a lab "
-            f"(their calibrated logits blended {1 - blend:g} : {blend:g})")
+        if len(within) == 1:
+            return f"{within[0]} within a lab"
+        return f"{_listed(within)} together within a lab (their calibrated logits averaged)"
+    if len(within) == 1:
+        return (f"{within[0]} and {between} together within a lab "
+                f"(their calibrated logits blended {1 - blend:g} : {blend:g})")
+    share = (1.0 - blend) / len(within)
+    weights = "equally" if abs(share - blend) < 1e-9 else f"{share:g} each and {between} {blend:g}"
+    return f"{_listed([*within, between])} together within a lab (their calibrated logits averaged, weighted {weights})"
+
+
+def pair_command(card: dict) -> str:
+    """The `pair` command that builds the pair on `card`, as typed."""
+    pair = card.get("pair", {})
+    within = "".join(f" --within {entry['model']}" for entry in within_entries(pair))
+    return (f"python -m bloodcell pair --between {pair['between']['model']}{within} --name {card['name']}"
+            + pair_options(card))
 
 
 def pair_options(card: dict) -> str:
@@ -275,9 +352,8 @@ def load_pair(folder: Path, card: dict, verify_checksum: bool = True, runtime: s
               load_member: Callable[[str], Classifier] | None = None) -> PairedClassifier:
     """The pair in `folder`, its members loaded from beside it (or by `load_member`, which
     shares members a caller already holds) and checked against the card."""
-    members = {}
-    for role in ("between", "within"):
-        member = card["pair"][role]
+    members = []
+    for _, member in member_entries(card["pair"]):
         member_dir = folder.parent / member["model"]
         try:
             classifier = load_member(member["model"]) if load_member else \
@@ -290,23 +366,23 @@ def load_pair(folder: Path, card: dict, verify_checksum: bool = True, runtime: s
                 abs(classifier.temperature - member.get("temperature", classifier.temperature)) > 1e-6:
             raise BloodcellError(
                 f"{folder.name} was built from {member['model']} as it was before it was retrained or "
-                f"recalibrated ({member_dir}); "
-                f"build it again: python -m bloodcell pair --between {card['pair']['between']['model']} "
-                f"--within {card['pair']['within']['model']} --name {folder.name}{pair_options(card)}")
-        members[role] = classifier
-    paired = PairedClassifier(card, members["between"], members["within"], folder)
+                f"recalibrated ({member_dir}); build it again: {pair_command({**card, 'name': folder.name})}")
+        members.append(classifier)
+    paired = PairedClassifier(card, members[0], members[1:], folder)
     paired.outlier_detector = load_outlier_detector(folder, card, verify_checksum)
     return paired
 
 
-def make_pair(between: str, within: str, name: str, data_dir: Path, models_dir: Path,
+def make_pair(between: str, within: str | Sequence[str], name: str, data_dir: Path, models_dir: Path,
               fit_offset: bool = False, within_blend: float = 0.0) -> Path:
     """Write the pair's folder beside its members, then its test metrics, temperature and outlier check.
 
-    With `fit_offset`, the between model's group decision is first re-centred
-    by a log-odds offset fitted on the validation split (`fit_group_offset`).
-    A `within_blend` above 0 gives the between model that share of the
-    decision inside a group (`blended_within`); it is chosen, not fitted.
+    `within` names one model, or several that share the decision inside a
+    group equally. With `fit_offset`, the between model's group decision is
+    first re-centred by a log-odds offset fitted on the validation split
+    (`fit_group_offset`). A `within_blend` above 0 gives the between model
+    that share of the decision inside a group (`blended_within`); it is
+    chosen, not fitted.
     """
     from bloodcell.audit import trained_on_twins
     from bloodcell.data import load_manifest, manifest_path
@@ -316,9 +392,12 @@ def make_pair(between: str, within: str, name: str, data_dir: Path, models_dir: 
     models_dir, data_dir = Path(models_dir), Path(data_dir)
     check_model_name(name)
     within_blend = check_within_blend(within_blend)
-    if between == within:
-        raise BloodcellError("a pair needs two different models")
-    member_dirs = [resolve_model_dir(member, models_dir) for member in (between, within)]
+    within = [within] if isinstance(within, str) else list(within)
+    if not within:
+        raise BloodcellError("a pair needs at least one within model")
+    if len({between, *within}) != 1 + len(within):
+        raise BloodcellError("a pair needs different models: each may play one role once")
+    member_dirs = [resolve_model_dir(member, models_dir) for member in (between, *within)]
     members = [Classifier.load(str(folder)) for folder in member_dirs]
     for member in members:
         if member.card.get("pair"):
@@ -326,8 +405,8 @@ def make_pair(between: str, within: str, name: str, data_dir: Path, models_dir: 
     # Checked before anything is written: a half-made pair folder would be listed as a model.
     view = check_members(*members)
     takes_input = next(m for m in members if m.view == view)
-    if members[0].card.get("split") != members[1].card.get("split"):
-        raise BloodcellError(f"{between} and {within} were trained on different splits")
+    if any(member.card.get("split") != members[0].card.get("split") for member in members[1:]):
+        raise BloodcellError(f"{_listed([between, *within])} were not all trained on the same split")
     for folder in member_dirs:
         if folder.parent.resolve() != models_dir.resolve():
             raise BloodcellError(f"{folder} is not in {models_dir}: a pair finds its members beside it")
@@ -337,6 +416,9 @@ def make_pair(between: str, within: str, name: str, data_dir: Path, models_dir: 
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_results(out)
     first = members[0].card
+    entries = [{"model": folder.name, "view": m.view, "file_sha256": m.card.get("file_sha256"),
+                "temperature": m.temperature, "trained_on_twins": trained_on_twins(m.card)}
+               for folder, m in zip(member_dirs, members)]
     card = {
         "name": name,
         "description": f"{between} decides between the labs' groups of classes, "
@@ -351,10 +433,10 @@ def make_pair(between: str, within: str, name: str, data_dir: Path, models_dir: 
             "method": "p(class) = p_between(group of class) x p_within(class | group), groups = the labs "
                       "that photographed each class (bloodcell.pairing)",
             "groups": {lab: [c for c in CLASS_NAMES if SOURCE_LAB[c] == lab] for lab in LABS},
-            # Members are found by their folder's name, beside the pair's folder.
-            **{role: {"model": folder.name, "view": m.view, "file_sha256": m.card.get("file_sha256"),
-                      "temperature": m.temperature, "trained_on_twins": trained_on_twins(m.card)}
-               for role, folder, m in zip(("between", "within"), member_dirs, members)},
+            # Members are found by their folder's name, beside the pair's folder; several
+            # within models are listed, one is stored alone as before.
+            "between": entries[0],
+            "within": entries[1] if len(entries) == 2 else entries[1:],
             # The between model's share of the within-group decision, left out when it has none.
             **({"within_blend": within_blend} if within_blend else {}),
         },
@@ -369,7 +451,8 @@ def make_pair(between: str, within: str, name: str, data_dir: Path, models_dir: 
     if fit_offset:
         between_logits, within_logits, labels = split_member_logits(paired, manifest, data_dir, "val")
         offset = fit_group_offset(between_logits, within_logits, labels, paired.between.temperature,
-                                  paired.within.temperature, within_blend=within_blend)
+                                  [member.temperature for member in paired.within_members],
+                                  within_blend=within_blend)
         card["pair"]["group_offset"] = {
             "lab": LABS[0], "log_odds": round(offset, 4),
             "fitted": "by the pair's log loss on the validation split, before the pair's temperature"}
@@ -389,10 +472,11 @@ def make_pair(between: str, within: str, name: str, data_dir: Path, models_dir: 
 
 
 def split_member_logits(paired: PairedClassifier, manifest, data_dir: Path,
-                        split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Both members' logits and the labels of one split, through the shared input pipeline."""
+                        split: str) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+    """The between model's logits, each within model's, and the labels of one split, through the
+    shared input pipeline."""
     from bloodcell.training import split_batches
 
-    batches = [(*paired.member_logits(x), y) for x, y in split_batches(paired, manifest, data_dir, split)]
-    between, within, labels = zip(*batches)
-    return np.concatenate(between), np.concatenate(within), np.concatenate(labels)
+    batches = [(paired.member_logits(x), y) for x, y in split_batches(paired, manifest, data_dir, split)]
+    logits = [np.concatenate(member) for member in zip(*(members for members, _ in batches))]
+    return logits[0], logits[1:], np.concatenate([y for _, y in batches])

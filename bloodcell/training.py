@@ -425,7 +425,9 @@ def warm_start(model: keras.Model, source: str | Path) -> dict:
     folder = resolve_model_dir(str(source))
     card = read_json(folder / CARD_FILE)
     if card.get("pair"):
-        members = ", ".join(str(card["pair"].get(role, {}).get("model")) for role in ("between", "within"))
+        from bloodcell.pairing import member_entries
+
+        members = ", ".join(str(entry.get("model")) for _, entry in member_entries(card["pair"]))
         raise BloodcellError(f"--init-from {source}: a pair has no network of its own; start from one of its "
                              f"members ({members})")
     trained = load_keras(folder, card, verify_checksum=True)

@@ -96,8 +96,8 @@ for name in model_names():
         if card.get("pair"):
             st.markdown(
                 f"- Combines {pair_members(card)}: the probability of each lab's group of classes from the "
-                "first, of each class inside its group from the second. No weights of its own; "
-                "a temperature and an outlier check fitted like any model's.\n"
+                "model between the labs, of each class inside its group from those within a lab. "
+                "No weights of its own; a temperature and an outlier check fitted like any model's.\n"
                 f"- Test accuracy {card.get('test_metrics', {}).get('accuracy', 0):.2%}\n"
                 f"- What it sees: {card.get('input', 'the whole image')}")
             continue

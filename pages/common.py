@@ -23,7 +23,7 @@ from bloodcell.dataset_stats import DatasetOverview, overview
 from bloodcell.errors import BloodcellError
 from bloodcell.imaging import FULL_VIEW, VIEW_DESCRIPTIONS
 from bloodcell.inference import available_models, read_json
-from bloodcell.pairing import within_words
+from bloodcell.pairing import within_entries, within_words
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 MODEL_KEY = "model"
@@ -171,7 +171,8 @@ def pair_members(card: dict) -> str:
     shift = (f" (its group decision shifted {abs(offset['log_odds']):.2f} log-odds "
              f"{'towards' if offset['log_odds'] >= 0 else 'away from'} {offset['lab']}, "
              "fitted on the validation split)") if offset else ""
-    within = within_words(pair["between"]["model"], pair["within"]["model"], pair.get("within_blend", 0.0))
+    within = within_words(pair["between"]["model"], [entry["model"] for entry in within_entries(pair)],
+                          pair.get("within_blend", 0.0))
     return f"{pair['between']['model']} between the labs{shift} and {within}"
 
 

@@ -83,7 +83,7 @@ def test_the_gradients_through_a_blend_and_an_offset_match_finite_differences():
         def log_paired(zb, zw):
             return np.log(pair_forward(zb, zw, t_between, t_within, shift, blend)[0].astype(np.float64))
 
-        _, d_between, d_within = pair_forward(between_logits, within_logits, t_between, t_within, shift, blend)
+        _, d_between, (d_within,) = pair_forward(between_logits, within_logits, t_between, t_within, shift, blend)
         # The app's softmax is float32, so the step cannot be tiny.
         assert_gradients_match_finite_differences(log_paired, between_logits, within_logits, d_between, d_within,
                                                   step=1e-3, atol=2e-3)
@@ -109,6 +109,36 @@ def test_a_blend_moves_only_the_decision_inside_a_group():
     # With all of the say, the between model is the pair.
     np.testing.assert_allclose(pair_forward(between_logits, within_logits, 0.9, 1.2, within_blend=1.0)[0],
                                softmax(between_logits, 0.9), rtol=1e-5)
+
+
+def test_several_within_models_share_the_decision_inside_a_group_equally():
+    """Within models' calibrated logits are averaged; each one's gradients match finite differences."""
+    from bloodcell.pairing import blended_within, pair_forward
+
+    between_logits = RNG.normal(0, 2, (4, 5))
+    within_logits = [RNG.normal(0, 2, (4, 5)) for _ in range(3)]
+    temperatures = [1.3, 0.7, 2.0]
+    mean = np.mean([z / t for z, t in zip(within_logits, temperatures)], axis=0)
+    np.testing.assert_allclose(blended_within(between_logits, within_logits, 0.9, temperatures), softmax(mean),
+                               rtol=1e-5)
+    np.testing.assert_allclose(blended_within(between_logits, within_logits, 0.9, temperatures, 0.25),
+                               softmax(0.25 * between_logits / 0.9 + 0.75 * mean), rtol=1e-5)
+    # Three copies of one within model are that model.
+    np.testing.assert_allclose(blended_within(between_logits, [within_logits[0]] * 3, 0.9, [1.3] * 3),
+                               softmax(within_logits[0], 1.3), rtol=1e-5)
+    with pytest.raises(BloodcellError, match="one temperature for each"):
+        blended_within(between_logits, within_logits, 0.9, [1.0, 1.0])
+
+    for blend in (0.0, 0.25):
+        _, d_between, d_within = pair_forward(between_logits, within_logits, 0.9, temperatures, 0.0, blend)
+        assert len(d_within) == 3
+        for j in range(3):
+            def log_paired(zb, zw, j=j):
+                others = [zw if i == j else z for i, z in enumerate(within_logits)]
+                return np.log(pair_forward(zb, others, 0.9, temperatures, 0.0, blend)[0].astype(np.float64))
+
+            assert_gradients_match_finite_differences(log_paired, between_logits, within_logits[j], d_between,
+                                                      d_within[j], step=1e-3, atol=2e-3)
 
 
 @pytest.mark.parametrize("blend", [-0.1, 1.5, "half", None])
@@ -259,7 +289,7 @@ def test_a_grey_view_member_is_served_from_the_cell_view(pair_dir, drawn_dataset
     for name, view in (("twin_copy", "cell-grey"), ("cnn", "cell-fill")):
         card_path = models / name / "card.json"
         card_path.write_text(json.dumps({**json.loads(card_path.read_text()), "view": view}))
-    with pytest.raises(BloodcellError, match="neither view is made from the other"):
+    with pytest.raises(BloodcellError, match="none of these views is made from the others"):
         make_pair("twin_copy", "cnn", "refused", drawn_dataset, models)
     assert not (models / "refused").exists()
 
@@ -344,7 +374,7 @@ def test_a_pair_with_a_fitted_group_offset_applies_it_everywhere(pair_dir, drawn
     paired = Classifier.load("shifted", models)
     between, within = Classifier.load("twin_copy", models), Classifier.load("cnn", models)
     # The fitted offset is the best one on the validation split: a small step either way costs log loss.
-    a, b, labels = split_member_logits(paired, load_manifest(manifest_path(models)), drawn_dataset, "val")
+    a, (b,), labels = split_member_logits(paired, load_manifest(manifest_path(models)), drawn_dataset, "val")
 
     def val_log_loss(shift):
         p = combine(softmax(a / between.temperature + group_offset_logits(shift)), softmax(b, within.temperature))
@@ -414,3 +444,53 @@ def test_a_pair_with_a_within_blend_applies_it_everywhere(pair_dir, drawn_datase
     with pytest.raises(BloodcellError, match="within blend"):
         make_pair("twin_copy", "cnn", "refused", drawn_dataset, models, within_blend=-1)
     assert not (models / "refused").exists()
+
+
+def test_a_pair_with_several_within_models_lists_them_and_applies_their_mean(pair_dir, drawn_dataset, tmp_path,
+                                                                             capsys):
+    """`--within` given more than once: the card lists every within model, the words, the audit's
+    checksums and the rebuild hint name them all, and every prediction averages their logits."""
+    from bloodcell.audit import trained_on_twins
+    from bloodcell.pairing import make_pair, members_sha256, pair_command
+    from pages.common import pair_members
+
+    models = tmp_path / "models"
+    shutil.copytree(pair_dir, models)
+    # A third copy of the network with another temperature, so that the within models' calibrated logits differ.
+    shutil.copytree(models / "cnn", models / "cnn_hot")
+    hot_card = json.loads((models / "cnn_hot" / "card.json").read_text())
+    hot_card["calibration"]["temperature"] = 3.0
+    (models / "cnn_hot" / "card.json").write_text(json.dumps(hot_card))
+    assert main(["pair", "--between", "twin_copy", "--within", "cnn", "--within", "cnn_hot", "--name", "team",
+                 "--within-blend", "0.2", "--data", str(drawn_dataset), "--out", str(models)]) == 0
+    assert "cnn, cnn_hot and twin_copy together within a lab" in capsys.readouterr().out
+    card = json.loads((models / "team" / "card.json").read_text())
+    assert [entry["model"] for entry in card["pair"]["within"]] == ["cnn", "cnn_hot"]
+    assert "0.4 each and twin_copy 0.2" in pair_members(card)
+    assert pair_command(card) == ("python -m bloodcell pair --between twin_copy --within cnn --within cnn_hot "
+                                  "--name team --within-blend 0.2")
+    sha = card["pair"]["between"]["file_sha256"]
+    assert members_sha256(card["pair"]) == {"between": sha, "within": [sha, sha]}
+    assert not trained_on_twins(card)
+
+    paired = Classifier.load("team", models)
+    # (every copy's card names it cnn, so the temperature tells them apart)
+    assert len(paired.members) == 3 and paired.within_members[1].temperature == 3.0
+    x = np.stack([paired.prepare(path) for path in sorted(drawn_dataset.glob("*/*.png"))[:5]])
+    z = paired.between.forward(x).logits
+    mean = np.mean([z / member.temperature for member in paired.members[1:]], axis=0)
+    blended = softmax(0.2 * z / paired.between.temperature + 0.8 * mean)
+    forward = paired.forward(x)
+    np.testing.assert_allclose(np.exp(forward.logits), combine(softmax(z, paired.between.temperature), blended),
+                               rtol=1e-4)
+    assert forward.features.shape[1] == 3 * paired.between.forward(x).features.shape[1]
+    assert np.isfinite(Explainer(paired).gradcam(x[0]).heatmap).all()
+
+    # A retrained within model voids the pair, and the hint rebuilds it with every within model.
+    hot_card["calibration"]["temperature"] = 2.0
+    (models / "cnn_hot" / "card.json").write_text(json.dumps(hot_card))
+    with pytest.raises(BloodcellError, match="--within cnn --within cnn_hot --name team"):
+        Classifier.load("team", models)
+    with pytest.raises(BloodcellError, match="each may play one role once"):
+        make_pair("twin_copy", ["cnn", "cnn"], "twice", drawn_dataset, models)
+    assert not (models / "twice").exists()
