@@ -9,7 +9,10 @@ Nothing is chosen with them; re-run after shipping a model.
 
 It also prints each model's verdicts on each set: how many answers are right,
 and for each kind of flag how many images got it and for how many the
-withheld best guess was right (the README's abstention figures).
+withheld best guess was right (the README's abstention figures). When both
+models of bloodcell.service.SECOND_OPINION are compared, it prints how often
+the second contradicts the first (second_opinion_differs), the figures the
+Predict page quotes beside such a second opinion.
 
     python -m benchmarks.model_agreement [--cross-source DIR] [--models NAME ...]
 """
@@ -24,6 +27,7 @@ from bloodcell.config import SHIPPED_MODEL_NAMES, resolve_cross_source_dir, reso
 from bloodcell.data import load_manifest, manifest_path
 from bloodcell.evaluation import collect_labelled_images
 from bloodcell.inference import Classifier
+from bloodcell.service import SECOND_OPINION, second_opinion_differs
 
 
 def answers(classifier: Classifier, paths: list[Path]) -> tuple[list[str], list[str]]:
@@ -43,6 +47,23 @@ def verdict_counts(answers: list[str], guesses: list[str], labels: list[str]) ->
         chosen = [i for i, answer in enumerate(answers) if (answer == kind if kind in FLAGS else answer not in FLAGS)]
         counts[kind] = (len(chosen), sum(guesses[i] == labels[i] for i in chosen))
     return counts
+
+
+def second_opinion(first: tuple[list[str], list[str]], second: tuple[list[str], list[str]],
+                   labels: list[str]) -> dict[str, int]:
+    """How often the second model contradicts the first's unflagged answer, and whether it is right then.
+
+    Each model comes as (answers, best guesses), as `answers` gives them.
+    """
+    def verdict(answer: str) -> str:
+        return answer if answer in FLAGS else OK
+
+    differs = {i for i in range(len(labels))
+               if second_opinion_differs(verdict(first[0][i]), first[1][i], verdict(second[0][i]), second[1][i])}
+    wrong = {i for i in range(len(labels)) if first[0][i] not in FLAGS and first[1][i] != labels[i]}
+    return {"images": len(labels), "differs": len(differs),
+            "second right when it differs": sum(second[1][i] == labels[i] for i in differs),
+            "first wrong without a flag": len(wrong), "of those, contradicted": len(differs & wrong)}
 
 
 def agreement(per_model: dict[str, list[str]], labels: list[str]) -> dict:
@@ -74,6 +95,14 @@ def main() -> None:
             counts = verdict_counts(per_model[name], guesses[name], labels)
             print(f"{set_name}, {name}: " + "; ".join(f"{kind} {n} (best guess right for {right})"
                                                       for kind, (n, right) in counts.items() if n), flush=True)
+        checked, checking = SECOND_OPINION
+        if checked in per_model and checking in per_model:
+            figures = second_opinion((per_model[checked], guesses[checked]), (per_model[checking], guesses[checking]),
+                                     labels)
+            print(f"{set_name}: {checking} contradicts {checked}'s unflagged answer for {figures['differs']} of "
+                  f"{figures['images']} images (right itself for {figures['second right when it differs']}); "
+                  f"{checked} answers {figures['first wrong without a flag']} wrongly without a flag, and "
+                  f"{checking} contradicts {figures['of those, contradicted']} of those")
         figures = agreement(per_model, labels)
         print(f"{set_name}: all {len(classifiers)} models give the same answer for {figures['all agree']} "
               f"of {figures['images']} images ({figures['all agree'] / figures['images']:.1%}); "

@@ -10,14 +10,17 @@ from bloodcell.abstention import NOT_A_CELL, NOT_CONFIDENT, UNFAMILIAR
 from bloodcell.cells import DISPLAY_NAMES
 from bloodcell.charts import counts_figure, probability_figure, probability_points, probability_text
 from bloodcell.config import CLASS_NAMES, SHIPPED_MODEL_NAMES
-from bloodcell.errors import ImageReadError
+from bloodcell.errors import BloodcellError, ImageReadError
 from bloodcell.explain import GRADCAM, METHODS, overlay
 from bloodcell.imaging import read_image
 from bloodcell.lookswap import look_column
 from bloodcell.redcells import TRAINING_RED_CELL_RANGE, magnification_note
-from bloodcell.service import (DEFAULT_UNSURE_THRESHOLD, FLAG_COUNTS, SHIPPED_MODELS_AGREE_ON_OTHER_LAB, LazyPhoto,
-                               SHIPPED_MODELS_AGREE_ON_TEST, differential_count, look_swap, model_answers,
-                               results_rows, rows_to_csv)
+from bloodcell.service import (DEFAULT_UNSURE_THRESHOLD, FLAG_COUNTS, SECOND_OPINION,
+                               SECOND_OPINION_CATCHES_ON_OTHER_LAB, SECOND_OPINION_DIFFERS_ON_OTHER_LAB,
+                               SECOND_OPINION_DIFFERS_ON_TEST,
+                               SHIPPED_MODELS_AGREE_ON_OTHER_LAB, LazyPhoto, SHIPPED_MODELS_AGREE_ON_TEST,
+                               differential_count, look_swap, model_answers, results_rows, rows_to_csv,
+                               second_opinion_differs)
 from pages.common import (MISSING, best_for_other_labs, carry_over_words, data_dir, in_percent,
                           load_dataset_overview, load_look_numbers, load_service, model_names, models_dir,
                           page_setup, percent_column, selected_model, service_or_error)
@@ -169,12 +172,40 @@ def verdict_box(result, threshold: float) -> None:
         st.success(f"**{label}** ({probability_text(result.confidence)})", icon=":material/check_circle:")
 
 
+def second_opinion(name: str, data: bytes, photo: LazyPhoto, model: str, compare: bool):
+    """The checking model's analysis of the image, when `model` is the one it checks (SECOND_OPINION)."""
+    checked, checking = SECOND_OPINION
+    if model != checked or compare or checking not in model_names():
+        return None
+    try:
+        return analyse(checking, str(models_dir()), name, data, GRADCAM, None, photo)
+    except BloodcellError:
+        return None  # a second opinion that cannot load is left out; the model chosen still answers
+
+
+def show_second_opinion(result, second, threshold: float) -> None:
+    """A confident answer that the model for other labs' photos contradicts: say so, with how often that happens."""
+    if second is None or not second.ok or not second_opinion_differs(
+            result.verdict(threshold), result.predicted_class, second.verdict(threshold), second.predicted_class):
+        return
+    test_differs, test_images = SECOND_OPINION_DIFFERS_ON_TEST
+    other_differs, other_images = SECOND_OPINION_DIFFERS_ON_OTHER_LAB
+    caught, wrong = SECOND_OPINION_CATCHES_ON_OTHER_LAB
+    st.warning(f"**Second opinion: {DISPLAY_NAMES[second.predicted_class]}** "
+               f"({probability_text(second.confidence, 0)}), from {second.model}, the model that carries over best "
+               f"to other labs' photos. Both answer without a flag, and they differ. It contradicted "
+               f"{result.model} on {test_differs} of {test_images} test images from the two training labs, and on "
+               f"{other_differs} of {other_images} neutrophils from another lab, where it caught {caught} of the "
+               f"{wrong} that {result.model} got wrong without a flag. If this photo comes from another microscope "
+               "or lab, the second opinion is the likelier one: compare the models.", icon=":material/rate_review:")
+
+
 def heatmap_image(image, result, opacity: float):
     """The heatmap over the photo (over the cell's square for a cell-view model)."""
     return overlay(image, result.heatmap, opacity, DISPLAY_SIDE, box=result.view_box)
 
 
-def show_result(image, result, options: dict, key: str) -> None:
+def show_result(image, result, options: dict, key: str, second=None) -> None:
     original, heat, verdict = st.columns([1, 1, 1.4])
     if result.model_view is not None:
         original.image(image, caption="input", width="stretch")
@@ -187,6 +218,7 @@ def show_result(image, result, options: dict, key: str) -> None:
                caption=f"{result.method} for {explained}", width="stretch")
     with verdict:
         show_verdict(result, options["threshold"], key)
+        show_second_opinion(result, second, options["threshold"])
         note = magnification_note(result.red_cell_size, result.zoom)
         if note:
             st.caption(note)
@@ -320,7 +352,8 @@ with st.spinner("Classifying…"):
                 continue
             image = display_image(data)
             if len(results) == 1:
-                show_result(image, results[0], options, key=f"bars_{position}")
+                second = second_opinion(name, data, photo, model, options["compare"])
+                show_result(image, results[0], options, key=f"bars_{position}", second=second)
             else:
                 show_comparison(image, results, options, key=f"bars_{position}")
             if options["look_swap"]:

@@ -40,7 +40,8 @@ def look_swap_toggle(app: AppTest):
 
 
 def verdicts(app: AppTest) -> list[str]:
-    return [element.value for element in [*app.success, *app.warning]]
+    """The verdict boxes' texts (a second opinion beside a verdict is not one)."""
+    return [element.value for element in [*app.success, *app.warning] if "Second opinion" not in element.value]
 
 
 @pytest.fixture()
@@ -399,3 +400,29 @@ def test_every_shipped_model_has_a_place_in_the_lists_and_a_note_on_the_about_pa
     notes = next(node.value for node in ast.walk(about) if isinstance(node, ast.Assign)
                  and any(getattr(target, "id", None) == "MODEL_NOTES" for target in node.targets))
     assert set(SHIPPED_MODEL_NAMES) == set(ast.literal_eval(notes))
+
+
+def test_predict_raises_a_second_opinion_where_the_model_for_other_labs_contradicts(with_data, real_data,
+                                                                                    cross_source_data,
+                                                                                    shipped_models):
+    """A neutrophil from another lab that the default calls a monocyte without a flag, and the model for
+    other labs' photos calls a neutrophil: the page says so beside the verdict; on a training-lab cell
+    both read alike, and nothing is added."""
+    from bloodcell.config import DEFAULT_MODEL
+    from bloodcell.service import SECOND_OPINION
+
+    assert SECOND_OPINION == (DEFAULT_MODEL, best_on_other_lab(shipped_models)[0]), \
+        "the second opinion quoted is the default checked by the best model for other labs"
+    app = open_page("pages/predict.py")
+    for path, expected in ((sorted((real_data / "myeloblast").iterdir())[0], 0),
+                           (cross_source_data / "seg_neutrophil" / "PBC_SNE_106989.jpg", 1)):
+        app.file_uploader(key="uploads").set_value((path.name, path.read_bytes(), "image/jpeg")).run()
+        assert not app.exception, app.exception
+        second = [w.value for w in app.warning if "Second opinion" in w.value]
+        assert len(second) == expected, (path.name, second)
+    assert DISPLAY_NAMES["monocyte"] in " ".join(verdicts(app)), "the default's own verdict stays as it is"
+    assert f"Second opinion: {DISPLAY_NAMES['seg_neutrophil']}" in second[0] and SECOND_OPINION[1] in second[0]
+    # Comparing shows every model anyway: no second opinion on top.
+    compare_toggle(app).set_value(True).run()
+    assert not app.exception, app.exception
+    assert not [w.value for w in app.warning if "Second opinion" in w.value]

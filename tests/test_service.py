@@ -13,7 +13,8 @@ from bloodcell.abstention import NOT_A_CELL, NOT_CONFIDENT, UNFAMILIAR
 from bloodcell.config import CLASS_NAMES, SHIPPED_MODEL_NAMES
 from bloodcell.explain import GRADCAM
 from bloodcell.service import (AGREEMENT_MEASURED_WITH, LOOK_SWAP_KEPT_ON_TEST, Analysis, LazyPhoto, LookSwap, ModelService,
-                               differential_count, look_swap, model_answers, results_rows, rows_to_csv)
+                               differential_count, look_swap, model_answers, results_rows, rows_to_csv,
+                               second_opinion_differs)
 from conftest import draw_cell, encode
 
 
@@ -201,3 +202,11 @@ def test_results_rows_carry_the_best_guess_in_each_look_where_a_swap_was_shown()
     assert [row["in_munich_aml_look"] for row in rows] == ["monocyte", ""]
     assert [row["in_pbc_barcelona_look"] for row in rows] == ["myeloblast", ""]
     assert "in_munich_aml_look" not in results_rows([guess("monocyte")])[0], "no columns without a swap"
+
+
+def test_a_second_opinion_counts_only_when_both_models_answer_without_a_flag():
+    assert second_opinion_differs("ok", "monocyte", "ok", "seg_neutrophil")
+    assert not second_opinion_differs("ok", "monocyte", "ok", "monocyte")
+    assert not second_opinion_differs("ok", "monocyte", NOT_CONFIDENT, "seg_neutrophil"), "an unsure second opinion"
+    assert not second_opinion_differs(UNFAMILIAR, "monocyte", "ok", "seg_neutrophil"), "already flagged"
+    assert not second_opinion_differs("ok", "monocyte", None, None), "no second opinion"
