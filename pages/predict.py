@@ -6,7 +6,7 @@ from pathlib import Path
 import streamlit as st
 from PIL import Image
 
-from bloodcell.abstention import NOT_A_CELL, NOT_CONFIDENT, UNFAMILIAR
+from bloodcell.abstention import NOT_A_CELL, NOT_CONFIDENT, OK, UNFAMILIAR
 from bloodcell.cells import DISPLAY_NAMES
 from bloodcell.charts import counts_figure, probability_figure, probability_points, probability_text
 from bloodcell.config import CLASS_NAMES, SHIPPED_MODEL_NAMES
@@ -172,10 +172,12 @@ def verdict_box(result, threshold: float) -> None:
         st.success(f"**{label}** ({probability_text(result.confidence)})", icon=":material/check_circle:")
 
 
-def second_opinion(name: str, data: bytes, photo: LazyPhoto, model: str, compare: bool):
-    """The checking model's analysis of the image, when `model` is the one it checks (SECOND_OPINION)."""
+def second_opinion(name: str, data: bytes, photo: LazyPhoto, result, options: dict):
+    """The checking model's analysis of the image, when `result` is an unflagged answer of the model it
+    checks (SECOND_OPINION) and the models are not compared anyway."""
     checked, checking = SECOND_OPINION
-    if model != checked or compare or checking not in model_names():
+    if result.model != checked or options["compare"] or result.verdict(options["threshold"]) != OK or \
+            checking not in model_names():
         return None
     try:
         return analyse(checking, str(models_dir()), name, data, GRADCAM, None, photo)
@@ -206,7 +208,9 @@ def heatmap_image(image, result, opacity: float):
     return overlay(image, result.heatmap, opacity, DISPLAY_SIDE, box=result.view_box)
 
 
-def show_result(image, result, options: dict, key: str, second=None) -> None:
+def show_result(image, result, options: dict, key: str):
+    """The input, its heatmap, the verdict and the probabilities; returns the place kept under the verdict
+    for a second opinion, which is drawn after the verdict so that the verdict never waits for it."""
     original, heat, verdict = st.columns([1, 1, 1.4])
     if result.model_view is not None:
         original.image(image, caption="input", width="stretch")
@@ -219,13 +223,14 @@ def show_result(image, result, options: dict, key: str, second=None) -> None:
                caption=f"{result.method} for {explained}", width="stretch")
     with verdict:
         show_verdict(result, options["threshold"], key)
-        show_second_opinion(result, second, options["threshold"])
+        opinion = st.empty()
         note = magnification_note(result.red_cell_size, result.zoom)
         if note:
             st.caption(note)
         st.plotly_chart(probability_figure(result.probabilities, int(result.probabilities.argmax()),
                                            options["threshold"]),
                         width="stretch", key=key)
+    return opinion
 
 
 def answer_words(answer: str) -> str:
@@ -353,8 +358,10 @@ with st.spinner("Classifying…"):
                 continue
             image = display_image(data)
             if len(results) == 1:
-                second = second_opinion(name, data, photo, model, options["compare"])
-                show_result(image, results[0], options, key=f"bars_{position}", second=second)
+                opinion = show_result(image, results[0], options, key=f"bars_{position}")
+                second = second_opinion(name, data, photo, results[0], options)
+                with opinion.container():
+                    show_second_opinion(results[0], second, options["threshold"])
             else:
                 show_comparison(image, results, options, key=f"bars_{position}")
             if options["look_swap"]:
