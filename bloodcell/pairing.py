@@ -1,4 +1,4 @@
-"""Two trained models as one: one decides between the labs, the other within a lab.
+"""Trained models as one: one decides between the labs, the other (or others) within a lab.
 
 In the training data each class comes from one lab (`SOURCE_LAB`): basophil,
 erythroblast and monocyte from Barcelona, myeloblast and neutrophil from
@@ -330,7 +330,8 @@ def within_words(between: str, within: str | Sequence[str], blend: float = 0.0) 
                 f"(their calibrated logits blended {1 - blend:g} : {blend:g})")
     share = (1.0 - blend) / len(within)
     weights = "equally" if abs(share - blend) < 1e-9 else f"{share:g} each and {between} {blend:g}"
-    return f"{_listed([*within, between])} together within a lab (their calibrated logits averaged, weighted {weights})"
+    return (f"{_listed([*within, between])} together within a lab "
+            f"(their calibrated logits averaged, weighted {weights})")
 
 
 def pair_command(card: dict) -> str:
@@ -434,7 +435,7 @@ def make_pair(between: str, within: str | Sequence[str], name: str, data_dir: Pa
                       "that photographed each class (bloodcell.pairing)",
             "groups": {lab: [c for c in CLASS_NAMES if SOURCE_LAB[c] == lab] for lab in LABS},
             # Members are found by their folder's name, beside the pair's folder; several
-            # within models are listed, one is stored alone as before.
+            # within models are listed, a single one is stored alone (as the shipped pairs' cards have it).
             "between": entries[0],
             "within": entries[1] if len(entries) == 2 else entries[1:],
             # The between model's share of the within-group decision, left out when it has none.

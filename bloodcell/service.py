@@ -284,7 +284,8 @@ def model_answers(analyses: list[Analysis], threshold: float = DEFAULT_UNSURE_TH
     return answers
 
 
-def second_opinion_differs(verdict: str, predicted: str, other_verdict: str | None, other_predicted: str | None) -> bool:
+def second_opinion_differs(verdict: str, predicted: str, other_verdict: str | None,
+                           other_predicted: str | None) -> bool:
     """Whether a second model contradicts an answer: both answer without a flag, with different classes.
 
     A second opinion that is itself flagged (not confident, unlike the
