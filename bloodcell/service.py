@@ -203,15 +203,19 @@ def _in_photo(box: tuple[int, int, int, int], framing: Framing,
 
 
 def results_rows(analyses: list[Analysis], threshold: float = DEFAULT_UNSURE_THRESHOLD,
-                 swaps: list[LookSwap | None] | None = None) -> list[dict]:
+                 swaps: list[LookSwap | None] | None = None,
+                 second_opinions: list[Analysis | None] | None = None) -> list[dict]:
     """One row per image, as in the CLI's CSV (plus the model and an 'unsure' flag).
 
     `swaps`, one per analysis (None where there is none), add the best guess
-    in each lab's look, as `predict --looks` does.
+    in each lab's look, as `predict --looks` does. `second_opinions`, one per
+    analysis (None where none was asked), add the column `second_opinion`:
+    the second model's class where it contradicts the answer
+    (second_opinion_differs), empty elsewhere.
     """
     rows = []
     labs = sorted({r.lab for swap in swaps or [] if swap for r in swap.renderings})
-    for a, swap in zip(analyses, swaps or [None] * len(analyses)):
+    for index, (a, swap) in enumerate(zip(analyses, swaps or [None] * len(analyses))):
         row = {"file": a.name, "model": a.model,
                "verdict": a.verdict(threshold) or "unreadable",
                # An unreadable file's reason is its error, where a reader looks for why.
@@ -227,6 +231,12 @@ def results_rows(analyses: list[Analysis], threshold: float = DEFAULT_UNSURE_THR
         guesses = {} if swap is None else {r.lab: g.predicted_class for r, g in zip(swap.renderings, swap.analyses)}
         for lab in labs:
             row[look_column(lab)] = guesses.get(lab) or ""
+        if second_opinions is not None:
+            second = second_opinions[index]
+            row["second_opinion"] = second.predicted_class if (
+                a.ok and second is not None and second.ok and second_opinion_differs(
+                    a.verdict(threshold), a.predicted_class, second.verdict(threshold), second.predicted_class)) \
+                else ""
         rows.append(row)
     return rows
 

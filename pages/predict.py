@@ -301,7 +301,7 @@ def show_summary(rows: list[dict]) -> None:
     lab_of = {} if isinstance(numbers, str) else {look_column(lab): lab for lab in numbers}
     looks = [column for column in lab_of if column in rows[0]]
     shown = in_percent([{**row, **{column: DISPLAY_NAMES.get(row[column], "")
-                                   for column in ("predicted_class", *looks)},
+                                   for column in ("predicted_class", "second_opinion", *looks) if column in row},
                          **{column: probability_points(row[column])
                             for column in ("confidence", *CLASS_NAMES) if row[column] is not None}}
                         for row in rows], ["red_cell_size"])
@@ -312,13 +312,17 @@ def show_summary(rows: list[dict]) -> None:
         "ood_score": st.column_config.NumberColumn("outlier score", format="%.1f", help=OOD_HELP),
         "red_cell_size": percent_column(0, label="red cell size", help=RED_CELL_HELP),
         "zoom": st.column_config.NumberColumn("zoom", format="%.2f×", help=ZOOM_HELP),
+        "second_opinion": st.column_config.TextColumn(
+            "second opinion", help=f"{SECOND_OPINION[1]}'s class where it answers without a flag and "
+                                   f"contradicts {SECOND_OPINION[0]}'s unflagged answer (with the default model only)"),
         **{column: st.column_config.TextColumn(f"in {lab_of[column]}'s look",
                                                help="Best guess with the cell shown in that lab's look")
            for column in looks},
     }
     # The guesses in each look sit beside the guess, not past the probabilities.
     first = list(rows[0])[:list(rows[0]).index("predicted_class") + 1]
-    order = first + looks + [column for column in rows[0] if column not in first and column not in looks]
+    beside = [column for column in ("second_opinion", *looks) if column in rows[0]]
+    order = first + beside + [column for column in rows[0] if column not in first and column not in beside]
     st.dataframe(shown, hide_index=True, width="stretch", column_config=columns, column_order=order,
                  placeholder=MISSING)
 
@@ -343,7 +347,8 @@ if not inputs:
     st.info("Add an image above to see a prediction.", icon=":material/upload:")
     st.stop()
 
-analyses, swaps = [], []  # swaps: the look swap of each analysis, where one was shown
+# Per analysis: the look swap and the second opinion, where one was shown or asked.
+analyses, swaps, seconds = [], [], []
 with st.spinner("Classifying…"):
     for position, (name, data) in enumerate(inputs):
         with st.container(border=True, key=f"result_{position}"):
@@ -353,6 +358,7 @@ with st.spinner("Classifying…"):
                        for m in models]
             analyses += results
             swaps += [None] * len(results)
+            seconds += [None] * len(results)
             if not results[0].ok:
                 st.error(f"Could not use **{name}**: {results[0].error}.", icon=":material/broken_image:")
                 continue
@@ -362,6 +368,7 @@ with st.spinner("Classifying…"):
                 second = second_opinion(name, data, photo, results[0], options)
                 with opinion.container():
                     show_second_opinion(results[0], second, options["threshold"])
+                seconds[-1] = second
             else:
                 show_comparison(image, results, options, key=f"bars_{position}")
             if options["look_swap"]:
@@ -371,7 +378,8 @@ with st.spinner("Classifying…"):
 
 if len(inputs) > 1:
     st.subheader(f"Summary of {len(inputs)} images")
-    rows = results_rows(analyses, options["threshold"], swaps)
+    rows = results_rows(analyses, options["threshold"], swaps,
+                        seconds if any(second is not None for second in seconds) else None)
     primary = [a for a in analyses if a.model == model]
     counts = differential_count(primary, options["threshold"])
     show_other_lab_note(counts, model)

@@ -422,6 +422,13 @@ def test_predict_raises_a_second_opinion_where_the_model_for_other_labs_contradi
         assert len(second) == expected, (path.name, second)
     assert DISPLAY_NAMES["monocyte"] in " ".join(verdicts(app)), "the default's own verdict stays as it is"
     assert f"Second opinion: {DISPLAY_NAMES['seg_neutrophil']}" in second[0] and SECOND_OPINION[1] in second[0]
+    # With several images, the summary gives the second opinion in a column of its own.
+    cells = [sorted((real_data / "myeloblast").iterdir())[0],
+             cross_source_data / "seg_neutrophil" / "PBC_SNE_106989.jpg"]
+    app.file_uploader(key="uploads").set_value([(p.name, p.read_bytes(), "image/jpeg") for p in cells]).run()
+    assert not app.exception, app.exception
+    summary = app.dataframe[0].value
+    assert list(summary["second_opinion"]) == ["", DISPLAY_NAMES["seg_neutrophil"]]
     # Comparing shows every model anyway: no second opinion on top.
     compare_toggle(app).set_value(True).run()
     assert not app.exception, app.exception

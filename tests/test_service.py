@@ -210,3 +210,16 @@ def test_a_second_opinion_counts_only_when_both_models_answer_without_a_flag():
     assert not second_opinion_differs("ok", "monocyte", NOT_CONFIDENT, "seg_neutrophil"), "an unsure second opinion"
     assert not second_opinion_differs(UNFAMILIAR, "monocyte", "ok", "seg_neutrophil"), "already flagged"
     assert not second_opinion_differs("ok", "monocyte", None, None), "no second opinion"
+
+
+def test_rows_give_the_second_opinion_only_where_it_contradicts_an_unflagged_answer():
+    sure = np.eye(len(CLASS_NAMES))[CLASS_NAMES.index("monocyte")]
+    unsure = np.full(len(CLASS_NAMES), 1 / len(CLASS_NAMES))
+    analyses = [make("a.png", sure), make("b.png", sure), make("c.png", unsure), make("d.png", sure),
+                make("e.png", error="not a readable image")]
+    neutrophil = make("x.png", np.eye(len(CLASS_NAMES))[CLASS_NAMES.index("seg_neutrophil")], model="other")
+    seconds = [neutrophil, make("x.png", sure, model="other"), neutrophil, None, neutrophil]
+    rows = results_rows(analyses, second_opinions=seconds)
+    # a: contradicted; b: the same answer; c: the answer is flagged (unsure); d: none asked; e: unreadable.
+    assert [row["second_opinion"] for row in rows] == ["seg_neutrophil", "", "", "", ""]
+    assert "second_opinion" not in results_rows(analyses)[0], "no column where no second opinion was asked"
