@@ -284,6 +284,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
               "red_cell_size", "zoom", "error"]
     if looks:
         header += [look_column(lab) for lab in sorted(looks)]
+    seconds = second_opinions(classifier, files, args.models_dir, args.min_confidence, results)
+    if seconds is not None:
+        header.append("second_opinion")
+        guesses = [[*in_looks, second] for in_looks, second in zip(guesses, seconds)]
     handle = open(args.csv, "w", newline="") if args.csv else sys.stdout
     try:
         writer = csv.writer(handle)
@@ -306,6 +310,40 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if failed:
         logging.getLogger("bloodcell").warning("%d of %d file(s) could not be read", failed, len(results))
     return 0
+
+
+def second_opinions(classifier: Classifier, files: list[Path], models_dir: str | None, min_confidence: float,
+                    results: list[FilePrediction]) -> list[str] | None:
+    """Per file, the second opinion's class where it contradicts the answer (empty elsewhere), as the
+    Predict page gives it (bloodcell.service.SECOND_OPINION); None when `classifier` is not the model
+    it checks or the checking model cannot be loaded."""
+    from bloodcell.inference import Classifier
+    from bloodcell.service import SECOND_OPINION, second_opinion_differs
+
+    checked, checking = SECOND_OPINION
+    if classifier.name != checked:
+        return None
+    # A pair shares the networks it has in common with the pair already loaded.
+    held = {member.name: member for member in getattr(classifier, "members", ())}
+    try:
+        second = Classifier.load(checking, models_dir,
+                                 load_member=lambda name: held.get(name) or Classifier.load(name, models_dir))
+    except BloodcellError as exc:
+        logging.getLogger("bloodcell").warning("no second opinion from %s: %s", checking, exc)
+        return None
+    opinions = []
+    for result, other in zip(results, second.predict_sources(files, [str(f) for f in files])):
+        differs = result.error is None and other.error is None and second_opinion_differs(
+            result.verdict(min_confidence), result.predicted_class, other.verdict(min_confidence),
+            other.predicted_class)
+        opinions.append(other.predicted_class if differs else "")
+    contradicted = sum(map(bool, opinions))
+    if contradicted:
+        logging.getLogger("bloodcell").warning(
+            "second opinion: %s contradicts %d of %d answers (column second_opinion); if these photos come "
+            "from another microscope or lab than the two training labs, trust it there", checking, contradicted,
+            len(opinions))
+    return opinions
 
 
 def predictions_in_looks(classifier: Classifier, files: list[Path],

@@ -299,3 +299,25 @@ def test_evaluate_split_names_images_missing_from_the_data(capsys, tiny_models_d
     code, _, err = run_cli(capsys, "-q", "evaluate", "--model", "cnn", "--models-dir", str(tiny_models_dir),
                            "--data", str(empty), "--split", "test")
     assert code == 2 and "are not in" in err and "point --data" in err and len(err.strip().splitlines()) == 1
+
+
+def test_predict_gives_the_second_opinion_as_the_app_does(capsys, shipped_models, small_real_folder,
+                                                          cross_source_data, tmp_path):
+    """With the model the second opinion checks, the CSV gains its column: the checking model's class
+    where it contradicts an unflagged answer, empty elsewhere and for unreadable files."""
+    from bloodcell.service import SECOND_OPINION
+
+    out = tmp_path / "pred.csv"
+    other_lab = cross_source_data / "seg_neutrophil" / "PBC_SNE_106989.jpg"
+    code, _, err = run_cli(capsys, "predict", "--model", SECOND_OPINION[0], str(small_real_folder / "basophil"),
+                           str(other_lab), "--csv", str(out))
+    assert code == 0, err
+    rows = {Path(row["file"]).name: row for row in csv.DictReader(out.open())}
+    assert list(next(iter(rows.values())))[-1] == "second_opinion"
+    assert rows[other_lab.name]["predicted_class"] == "monocyte"
+    assert rows[other_lab.name]["second_opinion"] == "seg_neutrophil"
+    assert all(row["second_opinion"] == "" for name, row in rows.items() if name != other_lab.name)
+    assert f"{SECOND_OPINION[1]} contradicts 1 of" in err
+    # Any other model: no second opinion, no column.
+    code, _, err = run_cli(capsys, "predict", "--model", "cellfocus", str(other_lab), "--csv", str(out))
+    assert code == 0 and "second_opinion" not in out.read_text()
