@@ -317,8 +317,9 @@ def second_opinions(classifier: Classifier, files: list[Path], models_dir: str |
     """Per file, the second opinion's class where it contradicts the answer (empty elsewhere), as the
     Predict page gives it (bloodcell.service.SECOND_OPINION); None when `classifier` is not the model
     it checks or the checking model cannot be loaded."""
+    from bloodcell.abstention import OK
     from bloodcell.inference import Classifier
-    from bloodcell.service import SECOND_OPINION, second_opinion_differs
+    from bloodcell.service import SECOND_OPINION, second_opinion_class
 
     checked, checking = SECOND_OPINION
     if classifier.name != checked:
@@ -331,12 +332,11 @@ def second_opinions(classifier: Classifier, files: list[Path], models_dir: str |
     except BloodcellError as exc:
         logging.getLogger("bloodcell").warning("no second opinion from %s: %s", checking, exc)
         return None
-    opinions = []
-    for result, other in zip(results, second.predict_sources(files, [str(f) for f in files])):
-        differs = result.error is None and other.error is None and second_opinion_differs(
-            result.verdict(min_confidence), result.predicted_class, other.verdict(min_confidence),
-            other.predicted_class)
-        opinions.append(other.predicted_class if differs else "")
+    # Only an unflagged answer can be contradicted, so only those files are read again.
+    asked = [index for index, result in enumerate(results) if result.verdict(min_confidence) == OK]
+    others = dict(zip(asked, second.predict_sources([files[i] for i in asked], [str(files[i]) for i in asked])))
+    opinions = [second_opinion_class(result, others.get(index), min_confidence)
+                for index, result in enumerate(results)]
     contradicted = sum(map(bool, opinions))
     if contradicted:
         logging.getLogger("bloodcell").warning(

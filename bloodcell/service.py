@@ -211,7 +211,7 @@ def results_rows(analyses: list[Analysis], threshold: float = DEFAULT_UNSURE_THR
     in each lab's look, as `predict --looks` does. `second_opinions`, one per
     analysis (None where none was asked), add the column `second_opinion`:
     the second model's class where it contradicts the answer
-    (second_opinion_differs), empty elsewhere.
+    (second_opinion_class), empty elsewhere.
     """
     rows = []
     labs = sorted({r.lab for swap in swaps or [] if swap for r in swap.renderings})
@@ -232,11 +232,7 @@ def results_rows(analyses: list[Analysis], threshold: float = DEFAULT_UNSURE_THR
         for lab in labs:
             row[look_column(lab)] = guesses.get(lab) or ""
         if second_opinions is not None:
-            second = second_opinions[index]
-            row["second_opinion"] = second.predicted_class if (
-                a.ok and second is not None and second.ok and second_opinion_differs(
-                    a.verdict(threshold), a.predicted_class, second.verdict(threshold), second.predicted_class)) \
-                else ""
+            row["second_opinion"] = second_opinion_class(a, second_opinions[index], threshold)
         rows.append(row)
     return rows
 
@@ -302,6 +298,18 @@ def second_opinion_differs(verdict: str, predicted: str, other_verdict: str | No
     training images) is no opinion worth raising against a confident answer.
     """
     return verdict == OK and other_verdict == OK and other_predicted is not None and other_predicted != predicted
+
+
+def second_opinion_class(answer, second, threshold: float = DEFAULT_UNSURE_THRESHOLD) -> str:
+    """The second model's class where it contradicts `answer` (second_opinion_differs), "" elsewhere.
+
+    `answer` and `second` are an Analysis or a FilePrediction (a verdict and a
+    predicted class; an unreadable one has no verdict); `second` may be None.
+    """
+    if second is None or not second_opinion_differs(answer.verdict(threshold), answer.predicted_class,
+                                                    second.verdict(threshold), second.predicted_class):
+        return ""
+    return second.predicted_class
 
 
 # The default pair's unflagged answers checked against the shipped model that

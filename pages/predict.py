@@ -20,7 +20,7 @@ from bloodcell.service import (DEFAULT_UNSURE_THRESHOLD, FLAG_COUNTS, SECOND_OPI
                                SECOND_OPINION_DIFFERS_ON_TEST,
                                SHIPPED_MODELS_AGREE_ON_OTHER_LAB, LazyPhoto, SHIPPED_MODELS_AGREE_ON_TEST,
                                differential_count, look_swap, model_answers, results_rows, rows_to_csv,
-                               second_opinion_differs)
+                               second_opinion_class)
 from pages.common import (MISSING, best_for_other_labs, carry_over_words, data_dir, in_percent,
                           load_dataset_overview, load_look_numbers, load_service, model_names, models_dir,
                           page_setup, percent_column, selected_model, service_or_error)
@@ -187,8 +187,7 @@ def second_opinion(name: str, data: bytes, photo: LazyPhoto, result, options: di
 
 def show_second_opinion(result, second, threshold: float) -> None:
     """A confident answer that the model for other labs' photos contradicts: say so, with how often that happens."""
-    if second is None or not second.ok or not second_opinion_differs(
-            result.verdict(threshold), result.predicted_class, second.verdict(threshold), second.predicted_class):
+    if not second_opinion_class(result, second, threshold):
         return
     test_differs, test_images = SECOND_OPINION_DIFFERS_ON_TEST
     other_differs, other_images = SECOND_OPINION_DIFFERS_ON_OTHER_LAB
