@@ -51,6 +51,7 @@ from bloodcell.imaging import CELL_VIEW, CELL_VIEWS, FILL_CELL_VIEW, GREY_CELL_V
 from bloodcell.inference import Classifier, resolve_model_dir
 from bloodcell.metrics import accuracy_interval, paired_difference_interval
 from bloodcell.pairing import member_entries, members_sha256
+from bloodcell.routing import ROLES
 from bloodcell.silhouette import SHAPE_FEATURE_NAMES, shape_features, silhouette
 from bloodcell.stain import part_relation
 
@@ -197,8 +198,9 @@ def probe_images(cells: list[Image.Image], seed: int = AUDIT_SEED) -> dict[str, 
 
 def trained_on_twins(card: dict) -> bool:
     """Whether a model card's recipe showed it counterfactual twins, in place of some training
-    views or beside each one (for a pair: whether any member's did)."""
+    views or beside each one (for a pair or a cascade: whether any of its models' did)."""
     members = [entry for _, entry in member_entries(card["pair"])] if card.get("pair") else []
+    members += [card["route"][role] for role in ROLES] if card.get("route") else []
     return learns_from_twins(card.get("hyperparameters") or {}) or any(
         member.get("trained_on_twins") for member in members)
 
@@ -314,8 +316,10 @@ def run_audit(model: str, data_dir: Path, models_dir: str | Path | None = None,
     report = {
         "model": classifier.name,
         "model_sha256": classifier.card.get("file_sha256"),
-        # A pair has no file of its own: its members' files name it.
+        # A pair or a cascade has no file of its own: its members' files name it.
         **({"members_sha256": members_sha256(classifier.card["pair"])} if classifier.card.get("pair") else {}),
+        **({"members_sha256": {role: classifier.card["route"][role]["sha256"] for role in ROLES}}
+           if classifier.card.get("route") else {}),
         "view": classifier.view,
         # A model trained on the twins has seen the counterfactual's transform:
         # its drop is then no independent evidence that it ignores the lab.

@@ -104,6 +104,18 @@ def build_parser() -> argparse.ArgumentParser:
                            "probabilities come from the models' calibrated logits blended by it "
                            "(default 0: WITHIN alone)")
 
+    route = commands.add_parser("route", help="combine two models: one answers, the other where it is unsure",
+                                description="Write OUT/<name>/, a model that gives PRIMARY's answer, and "
+                                "FALLBACK's where PRIMARY is not confident of a cell its outlier check finds "
+                                "like the training images (bloodcell.routing); then report on it as training "
+                                "does: test metrics, temperature and out-of-distribution check.")
+    route.add_argument("--primary", required=True, metavar="MODEL", help="the model that answers first")
+    route.add_argument("--fallback", required=True, metavar="MODEL",
+                       help="the model that answers where PRIMARY is unsure of a familiar-looking cell")
+    route.add_argument("--name", required=True, help="the cascade's folder name in the models folder")
+    route.add_argument("--data", metavar="DIR", help="dataset folder (default: $BLOODCELL_DATA or data/blood-cells)")
+    route.add_argument("--out", metavar="DIR", help="models folder (default: $BLOODCELL_MODELS or models/)")
+
     evaluate = commands.add_parser("evaluate", help="evaluate a model on every image of a folder",
                                    description="Evaluate on every image of a folder in the dataset "
                                    "layout (<class>/<image>); any subset of the classes.")
@@ -232,6 +244,17 @@ def _cmd_pair(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_route(args: argparse.Namespace) -> int:
+    from bloodcell.routing import make_route, route_words
+
+    out = make_route(args.primary, args.fallback, args.name, resolve_data_dir(args.data), resolve_models_dir(args.out))
+    card = json.loads((out / "card.json").read_text())
+    print(f"{card['name']}: {route_words(card)}: test accuracy {card['test_metrics']['accuracy']:.4f}, macro F1 "
+          f"{card['test_metrics']['macro_f1']:.4f}, {card['ood']['test_flagged']:.1%} of the test split flagged; "
+          f"saved to {out}")
+    return 0
+
+
 def _cmd_soup(args: argparse.Namespace) -> int:
     from bloodcell.soup import make_soup
 
@@ -288,6 +311,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if seconds is not None:
         header.append("second_opinion")
         guesses = [[*in_looks, second] for in_looks, second in zip(guesses, seconds)]
+    if classifier.card.get("route"):
+        # A cascade (bloodcell.routing) names the model that gave each answer.
+        header.append("answered_by")
+        guesses = [[*extra, result.answered_by or ""] for extra, result in zip(guesses, results)]
     handle = open(args.csv, "w", newline="") if args.csv else sys.stdout
     try:
         writer = csv.writer(handle)
@@ -468,10 +495,10 @@ def _import_tensorflow_quietly() -> None:
 
 # Commands that always need TensorFlow; the others load models into LiteRT
 # when they can, and start in a fraction of the time.
-TENSORFLOW_COMMANDS = ("train", "soup", "pair", "calibrate", "export", "audit", "bench")
+TENSORFLOW_COMMANDS = ("train", "soup", "pair", "route", "calibrate", "export", "audit", "bench")
 MODEL_COMMANDS = ("evaluate", "predict")
 
-COMMANDS = {"train": _cmd_train, "soup": _cmd_soup, "pair": _cmd_pair, "evaluate": _cmd_evaluate,
+COMMANDS = {"train": _cmd_train, "soup": _cmd_soup, "pair": _cmd_pair, "route": _cmd_route, "evaluate": _cmd_evaluate,
             "predict": _cmd_predict, "calibrate": _cmd_calibrate, "export": _cmd_export, "audit": _cmd_audit,
             "looks": _cmd_looks, "bench": _cmd_bench, "download": _cmd_download}
 

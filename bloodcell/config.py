@@ -80,8 +80,20 @@ PAIRED_MODELS: dict[str, PairRecipe] = {
     # misses the test target (99.11%), so it is a comparison, not the default.
     "cellagreepair": PairRecipe("cellagree", "cellfocus", within_blend=0.5),
 }
-# Every model folder that ships: the architectures, the other trained ones, then the pairs.
-SHIPPED_MODEL_NAMES: tuple[str, ...] = MODEL_NAMES + tuple(RECIPE_MODELS) + tuple(PAIRED_MODELS)
+class RouteRecipe(NamedTuple):
+    """A shipped cascade (bloodcell.routing): the model that answers, and the one it hands unsure cells to."""
+
+    primary: str
+    fallback: str
+
+
+# Cascades of shipped models that ship as models of their own.
+ROUTED_MODELS: dict[str, RouteRecipe] = {
+    "cellroute": RouteRecipe("cellagreepair", "cellpair"),
+}
+# Every model folder that ships: the architectures, the other trained ones, the pairs, then the cascades.
+SHIPPED_MODEL_NAMES: tuple[str, ...] = (MODEL_NAMES + tuple(RECIPE_MODELS) + tuple(PAIRED_MODELS)
+                                        + tuple(ROUTED_MODELS))
 # The model the app and the CLI use unless told otherwise: the one that meets
 # the test, flag and counterfactual targets (see its card and the Trust page).
 DEFAULT_MODEL = "cellpair"

@@ -46,6 +46,7 @@ class Explanation:
     heatmap: np.ndarray
     method: str
     features: np.ndarray | None = None  # pooled penultimate features (out-of-distribution score)
+    answered_by: str | None = None  # which of a cascade's models answered (bloodcell.routing)
 
 
 def _normalise(maps: np.ndarray) -> np.ndarray:
@@ -71,7 +72,8 @@ class Explainer:
         # does the heatmap (each view's map already turned back).
         cam = np.maximum(result.class_maps[:, 0, :, :, chosen], 0.0).mean(axis=0)
         heatmap = upsample(cam, self.classifier.input_size)
-        return Explanation(probabilities, chosen, _normalise(heatmap), GRADCAM, result.features[0])
+        return Explanation(probabilities, chosen, _normalise(heatmap), GRADCAM, result.features[0],
+                           None if result.answered_by is None else str(result.answered_by[0]))
 
     def explain(self, model_input: np.ndarray, method: str = GRADCAM,
                 class_index: int | None = None) -> Explanation:

@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 
 from bloodcell.abstention import DEFAULT_MIN_CONFIDENCE, OOD_FILE, OutlierDetector, verdict, verdict_reason
-from bloodcell.config import CLASS_NAMES, PAIRED_MODELS, RECIPE_MODELS, resolve_models_dir
+from bloodcell.config import CLASS_NAMES, PAIRED_MODELS, RECIPE_MODELS, ROUTED_MODELS, resolve_models_dir
 from bloodcell.data import sha256_file
 from bloodcell.errors import BloodcellError, ImageReadError
 from bloodcell.framing import Framing, frame_photo
@@ -34,9 +34,14 @@ def is_model_folder(folder: Path) -> bool:
     if (folder / MODEL_FILE).is_file() and card.is_file():
         return True
     try:
-        return card.is_file() and bool(json.loads(card.read_text()).get("pair"))
+        return card.is_file() and combines_models(json.loads(card.read_text()))
     except (OSError, ValueError):
         return False
+
+
+def combines_models(card: dict) -> bool:
+    """Whether a card is a pair's or a cascade's: models combined, with no network of their own."""
+    return bool(card.get("pair") or card.get("route"))
 
 
 def resolve_model_dir(name_or_path: str, models_dir: str | Path | None = None) -> Path:
@@ -53,6 +58,12 @@ def resolve_model_dir(name_or_path: str, models_dir: str | Path | None = None) -
                 f"model '{name_or_path}' not found: {folder / CARD_FILE} is missing (build it from its trained "
                 f"members with 'python -m bloodcell pair --between {recipe.between} --within {recipe.within} "
                 f"--name {name_or_path}{blend}')")
+        if name_or_path in ROUTED_MODELS:
+            recipe = ROUTED_MODELS[name_or_path]
+            raise BloodcellError(
+                f"model '{name_or_path}' not found: {folder / CARD_FILE} is missing (build it from its two shipped "
+                f"models with 'python -m bloodcell route --primary {recipe.primary} --fallback {recipe.fallback} "
+                f"--name {name_or_path}')")
         if name_or_path in RECIPE_MODELS:
             raise BloodcellError(f"model '{name_or_path}' not found: {folder / MODEL_FILE} is missing (it is "
                                  f"{RECIPE_MODELS[name_or_path]})")
@@ -164,6 +175,8 @@ class Forward:
     features: np.ndarray  # (N, k) pooled penultimate features
     logits: np.ndarray  # (N, classes)
     class_maps: np.ndarray  # (views, N, h, w, classes), each view's maps in the image's orientation
+    # (N,) which of a cascade's models answered each image (bloodcell.routing); None for any other model
+    answered_by: np.ndarray | None = None
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -190,6 +203,8 @@ class FilePrediction:
     # how much closer the models saw the cell than the photo shows it: above 1
     # when the photo was cropped to the training magnification (bloodcell.framing)
     zoom: float = 1.0
+    # which of a cascade's models gave these probabilities (bloodcell.routing); None for any other model
+    answered_by: str | None = None
 
     def verdict(self, min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> str | None:
         """OK, not confident, unlike the training images, or not a single blood cell (bloodcell.abstention)."""
@@ -287,6 +302,10 @@ class Classifier:
             from bloodcell.pairing import load_pair
 
             return load_pair(folder, card, verify_checksum, runtime, load_member)
+        if card.get("route"):
+            from bloodcell.routing import load_route
+
+            return load_route(folder, card, verify_checksum, runtime, load_member)
         lite = card.get("lite")
         lite_path = folder / (lite or {}).get("file", LITE_FILE)
         if lite and (lite.get("source_sha256") != card.get("file_sha256") or not lite_path.is_file()):
@@ -329,12 +348,14 @@ class Classifier:
         if len(images) == 0:
             # The output shapes come from one blank image.
             blank = self._forward(np.zeros((1, *images.shape[1:]), np.float32))
-            return Forward(blank.features[:0], blank.logits[:0], blank.class_maps[:, :0])
+            return Forward(blank.features[:0], blank.logits[:0], blank.class_maps[:, :0],
+                           None if blank.answered_by is None else blank.answered_by[:0])
         parts = [self._forward(images[start:start + BATCH_SIZE]) for start in range(0, len(images), BATCH_SIZE)]
         return Forward(
             features=np.concatenate([p.features for p in parts]),
             logits=np.concatenate([p.logits for p in parts]),
             class_maps=np.concatenate([p.class_maps for p in parts], axis=1),  # axis 0 holds the views
+            answered_by=None if parts[0].answered_by is None else np.concatenate([p.answered_by for p in parts]),
         )
 
     def _forward(self, images: np.ndarray) -> Forward:
@@ -370,16 +391,18 @@ class Classifier:
         framing = framing or frame_photo(image)
         if model_input is None:
             model_input = to_model_input(framing.image, self.input_size, self.view, framing.mask)
-        features, logits = self.features_and_logits(model_input[None])
-        return self._prediction(name, features[0], logits[0], framing)
+        result = self.forward(model_input[None])
+        return self._prediction(name, result, 0, framing)
 
-    def _prediction(self, name: str, features: np.ndarray, logits: np.ndarray, framing: Framing) -> FilePrediction:
-        scores = self.ood_scores(features[None])
+    def _prediction(self, name: str, result: Forward, index: int, framing: Framing) -> FilePrediction:
+        """The FilePrediction of image `index` of a forward pass."""
+        scores = self.ood_scores(result.features[index][None])
         return FilePrediction(
-            name, softmax(logits[None], self.temperature)[0],
+            name, softmax(result.logits[index][None], self.temperature)[0],
             ood_score=None if scores is None else float(scores[0]),
             ood_threshold=None if self.outlier_detector is None else self.outlier_detector.threshold,
             cell_problem=framing.mask.problem, red_cell_size=framing.red_cell_size, zoom=framing.zoom,
+            answered_by=None if result.answered_by is None else str(result.answered_by[index]),
         )
 
     def predict_sources(self, sources: list[ImageSource], names: list[str] | None = None) -> list[FilePrediction]:
@@ -398,8 +421,8 @@ class Classifier:
             except ImageReadError as exc:
                 results[index].error = str(exc)
             if len(inputs) == BATCH_SIZE or (index == len(sources) - 1 and inputs):
-                features, logits = self.features_and_logits(np.stack(inputs))
-                for position, f, z, framing in zip(ready, features, logits, framings):
-                    results[position] = self._prediction(names[position], f, z, framing)
+                result = self.forward(np.stack(inputs))
+                for index, (position, framing) in enumerate(zip(ready, framings)):
+                    results[position] = self._prediction(names[position], result, index, framing)
                 ready, inputs, framings = [], [], []
         return results

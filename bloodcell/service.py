@@ -55,6 +55,7 @@ class Analysis:
     view_description: str | None = None  # Classifier.view_description
     red_cell_size: float | None = None  # the photo's magnification (bloodcell.redcells); None: unmeasured
     zoom: float = 1.0  # above 1: the models saw the photo cropped to the training magnification (bloodcell.framing)
+    answered_by: str | None = None  # which of a cascade's models answered (bloodcell.routing); None for others
 
     @property
     def ok(self) -> bool:
@@ -186,7 +187,8 @@ class ModelService:
                         cell_problem=mask.problem, model_view=view,
                         view_box=_in_photo(box, framing, photo.image.size),
                         view_description=classifier.view_description,
-                        red_cell_size=framing.red_cell_size, zoom=framing.zoom)
+                        red_cell_size=framing.red_cell_size, zoom=framing.zoom,
+                        answered_by=explanation.answered_by)
 
 
 def _in_photo(box: tuple[int, int, int, int], framing: Framing,
@@ -233,6 +235,8 @@ def results_rows(analyses: list[Analysis], threshold: float = DEFAULT_UNSURE_THR
             row[look_column(lab)] = guesses.get(lab) or ""
         if second_opinions is not None:
             row["second_opinion"] = second_opinion_class(a, second_opinions[index], threshold)
+        if any(other.answered_by for other in analyses):
+            row["answered_by"] = a.answered_by or ""
         rows.append(row)
     return rows
 

@@ -430,6 +430,9 @@ def warm_start(model: keras.Model, source: str | Path) -> dict:
         members = ", ".join(str(entry.get("model")) for _, entry in member_entries(card["pair"]))
         raise BloodcellError(f"--init-from {source}: a pair has no network of its own; start from one of its "
                              f"members ({members})")
+    if card.get("route"):
+        raise BloodcellError(f"--init-from {source}: a cascade has no network of its own; start from one of its "
+                             f"models' networks")
     trained = load_keras(folder, card, verify_checksum=True)
     try:
         model.set_weights(trained.get_weights())

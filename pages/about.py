@@ -2,8 +2,8 @@
 
 import streamlit as st
 
-from pages.common import (MISSING, in_percent, load_model_files, model_names, models_dir, page_setup, pair_members,
-                          percent_column, training_runs)
+from pages.common import (MISSING, combined_models, in_percent, load_model_files, model_names, models_dir, page_setup,
+                          pair_members, percent_column, training_runs)
 
 CROSS_SOURCE_COLUMN = "Barcelona neutrophils"
 TEST_COLUMN = "test accuracy"
@@ -98,6 +98,13 @@ for name in model_names():
                 f"- Combines {pair_members(card)}: the probability of each lab's group of classes from the "
                 "model between the labs, of each class inside its group from those within a lab. "
                 "No weights of its own; a temperature and an outlier check fitted like any model's.\n"
+                f"- Test accuracy {card.get('test_metrics', {}).get('accuracy', 0):.2%}\n"
+                f"- What it sees: {card.get('input', 'the whole image')}")
+            continue
+        if card.get("route"):
+            st.markdown(
+                f"- A cascade: {combined_models(card)}. No weights of its own; a temperature and an outlier "
+                "check fitted like any model's.\n"
                 f"- Test accuracy {card.get('test_metrics', {}).get('accuracy', 0):.2%}\n"
                 f"- What it sees: {card.get('input', 'the whole image')}")
             continue

@@ -24,6 +24,7 @@ from bloodcell.errors import BloodcellError
 from bloodcell.imaging import FULL_VIEW, VIEW_DESCRIPTIONS
 from bloodcell.inference import available_models, read_json
 from bloodcell.pairing import within_entries, within_words
+from bloodcell.routing import route_words
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 MODEL_KEY = "model"
@@ -155,13 +156,18 @@ def selected_model() -> str | None:
 def training_words(card: dict) -> str:
     """What tells apart the models that see the same cell view: how they were trained."""
     recipe = card.get("hyperparameters", {})
-    if card.get("pair"):
-        return f", {pair_members(card)}"
+    if card.get("pair") or card.get("route"):
+        return f", {combined_models(card)}"
     if recipe.get("twin_share"):
         return ", trained on random textures and counterfactual twins too"
     if recipe.get("random_texture"):
         return ", trained on random textures too"
     return ""
+
+
+def combined_models(card: dict) -> str:
+    """How a pair or a cascade combines its models, in words (for a card of either)."""
+    return route_words(card) if card.get("route") else pair_members(card)
 
 
 def pair_members(card: dict) -> str:

@@ -22,8 +22,8 @@ from bloodcell.service import (DEFAULT_UNSURE_THRESHOLD, FLAG_COUNTS, SECOND_OPI
                                differential_count, look_swap, model_answers, results_rows, rows_to_csv,
                                second_opinion_class)
 from pages.common import (MISSING, best_for_other_labs, carry_over_words, data_dir, in_percent,
-                          load_dataset_overview, load_look_numbers, load_service, model_names, models_dir,
-                          page_setup, percent_column, selected_model, service_or_error)
+                          load_dataset_overview, load_look_numbers, load_model_files, load_service, model_names,
+                          models_dir, page_setup, percent_column, selected_model, service_or_error)
 
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "bmp", "tif", "tiff"]
 PREDICTED = "the predicted class"
@@ -136,6 +136,22 @@ def show_verdict(result, threshold: float, key: str) -> None:
     """The verdict box; its container key (CSS class st-key-verdict_…) lets browser tests find it."""
     with st.container(key=f"verdict_{key}"):
         verdict_box(result, threshold)
+        handed_over = handed_over_words(result)
+        if handed_over:
+            st.caption(handed_over)
+
+
+def handed_over_words(result) -> str:
+    """For a cascade's answer that its fallback gave, who answered and why ("" otherwise)."""
+    if not getattr(result, "answered_by", None):
+        return ""
+    route = (load_model_files(result.model, str(models_dir()))["card"] or {}).get("route") or {}
+    primary = route.get("primary", {}).get("model")
+    if result.answered_by == primary or not primary:
+        return ""
+    return (f"Answered by {result.answered_by}: {primary}, which {result.model} asks first, was less than "
+            f"{route.get('min_confidence', DEFAULT_UNSURE_THRESHOLD):.0%} sure of this cell, and the cell looks "
+            f"like the training images, where {result.answered_by} fits closest.")
 
 
 def show_other_lab_note(counts: dict[str, int], model: str) -> None:

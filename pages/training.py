@@ -7,7 +7,7 @@ from bloodcell.charts import confusion_figure, history_figure, reliability_figur
 from bloodcell.config import CLASS_NAMES
 from bloodcell.metrics import accuracy_interval
 from pages.common import (MISSING, in_percent, load_model_files, load_split_sizes, model_names, models_dir, page_setup,
-                          pair_members, percent_column)
+                          combined_models, percent_column)
 
 page_setup()
 st.title("Training")
@@ -74,8 +74,8 @@ curves, confusion, report, calibration, cards = st.tabs(
 with curves:
     for name in side_by_side():
         history, card = files[name]["history"], files[name]["card"] or {}
-        if card.get("pair"):
-            st.info(f"Trains nothing of its own: it combines {pair_members(card)}; their curves are theirs.")
+        if card.get("pair") or card.get("route"):
+            st.info(f"Trains nothing of its own: {combined_models(card)}; their curves are theirs.")
             continue
         if not history:
             st.warning("history.json is missing.")

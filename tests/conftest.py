@@ -63,12 +63,14 @@ def imagenet_weights() -> Path:
 
 @pytest.fixture(scope="session")
 def shipped_models() -> Path:
-    from bloodcell.config import MODEL_NAMES, PAIRED_MODELS, RECIPE_MODELS
+    from bloodcell.config import MODEL_NAMES, PAIRED_MODELS, RECIPE_MODELS, ROUTED_MODELS
 
     for name in (*MODEL_NAMES, *RECIPE_MODELS):
         require(SHIPPED_MODELS / name / "model.keras", f"shipped model {name}")
     for name in PAIRED_MODELS:
         require(SHIPPED_MODELS / name / "card.json", f"shipped pair {name}")
+    for name in ROUTED_MODELS:
+        require(SHIPPED_MODELS / name / "card.json", f"shipped cascade {name}")
     return SHIPPED_MODELS
 
 
