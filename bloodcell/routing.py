@@ -173,9 +173,9 @@ def make_route(primary: str, fallback: str, name: str, data_dir: Path, models_di
     for model in models:
         if model.card.get("route"):
             raise BloodcellError(f"{model.name} is itself a cascade; a cascade's models are trained models or pairs")
-        if model.outlier_detector is None and model is models[0]:
-            raise BloodcellError(f"{model.name} has no outlier check, which the cascade needs to tell a familiar "
-                                 "cell from an unfamiliar one")
+    if models[0].outlier_detector is None:
+        raise BloodcellError(f"{primary} has no outlier check, which the cascade needs to tell a familiar cell from "
+                             "an unfamiliar one")
     # Checked before anything is written: a half-made folder would be listed as a model.
     for field in SHARED_FIELDS:
         if models[0].card.get(field) != models[1].card.get(field):
@@ -212,8 +212,7 @@ def make_route(primary: str, fallback: str, name: str, data_dir: Path, models_di
                                          for m in getattr(model, "members", (model,))}.values()),
         "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    card["description"] = (f"{route_words(card)}: {primary} carries over to other labs' photos, "
-                           f"{fallback} fits the training labs closest.")
+    card["description"] = f"{route_words(card)}."
     (out / CARD_FILE).write_text(json.dumps(card, indent=1) + "\n")
     (out / HISTORY_FILE).write_text("[]\n")  # no training of its own: its models' pages have the curves
     manifest = load_manifest(manifest_path(models_dir))
