@@ -498,9 +498,9 @@ def _import_tensorflow_quietly() -> None:
 TENSORFLOW_COMMANDS = ("train", "soup", "pair", "route", "calibrate", "export", "audit", "bench")
 MODEL_COMMANDS = ("evaluate", "predict")
 
-COMMANDS = {"train": _cmd_train, "soup": _cmd_soup, "pair": _cmd_pair, "route": _cmd_route, "evaluate": _cmd_evaluate,
-            "predict": _cmd_predict, "calibrate": _cmd_calibrate, "export": _cmd_export, "audit": _cmd_audit,
-            "looks": _cmd_looks, "bench": _cmd_bench, "download": _cmd_download}
+COMMANDS = {"train": _cmd_train, "soup": _cmd_soup, "pair": _cmd_pair, "route": _cmd_route,
+            "evaluate": _cmd_evaluate, "predict": _cmd_predict, "calibrate": _cmd_calibrate, "export": _cmd_export,
+            "audit": _cmd_audit, "looks": _cmd_looks, "bench": _cmd_bench, "download": _cmd_download}
 
 
 class _LowerCaseLevel(logging.Formatter):

@@ -31,8 +31,8 @@ MODEL_KEY = "model"
 MODEL_WIDGET_KEY = "model_widget"
 # How models are listed, and which is chosen when the default is missing: the
 # default, the cell-view models, then the whole-image models.
-MODEL_ORDER = tuple(dict.fromkeys((DEFAULT_MODEL, "cellpair", "cellagreepair", "cellfocus", "celltwin", "cellagree",
-                                   "celltexture", "cellgrey", "cellfill", "mobilenetv2", "cnn")))
+MODEL_ORDER = tuple(dict.fromkeys((DEFAULT_MODEL, "cellroute", "cellpair", "cellagreepair", "cellfocus", "celltwin",
+                                   "cellagree", "celltexture", "cellgrey", "cellfill", "mobilenetv2", "cnn")))
 
 LOADS: Counter = Counter()
 # What a table shows where a figure is missing (an unreadable file, a model never audited):

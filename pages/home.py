@@ -13,10 +13,10 @@ def lab_warning() -> str:
              "labs, and a model can learn the lab instead of the cell.")
     cross_source = load_model_files(DEFAULT_MODEL, str(models_dir()))["cross_source"]
     if cross_source:
-        words += (f" The default model, {DEFAULT_MODEL}, sees only the cell, yet it is right for "
+        words += (f" The default model, {DEFAULT_MODEL}, sees only the cell and is right for "
                   f"{cross_source['accuracy']:.0%} of {cross_source['n']} neutrophils photographed in Barcelona "
-                  "(all its training neutrophils are from Munich): expect mistakes on cells from your own "
-                  "microscope.")
+                  "(all its training neutrophils are from Munich), and no other lab's photos were measured: "
+                  "expect mistakes on cells from your own microscope.")
     return words + " The Trust page shows how far each model reads the lab, and how it was measured."
 
 

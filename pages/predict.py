@@ -328,15 +328,18 @@ def show_summary(rows: list[dict]) -> None:
         "red_cell_size": percent_column(0, label="red cell size", help=RED_CELL_HELP),
         "zoom": st.column_config.NumberColumn("zoom", format="%.2f×", help=ZOOM_HELP),
         "second_opinion": st.column_config.TextColumn(
-            "second opinion", help=f"{SECOND_OPINION[1]}'s class where it answers without a flag and "
-                                   f"contradicts {SECOND_OPINION[0]}'s unflagged answer (with the default model only)"),
+            "second opinion", help=f"{SECOND_OPINION[1]}'s class where it answers without a flag and contradicts "
+                                   f"{SECOND_OPINION[0]}'s unflagged answer (with {SECOND_OPINION[0]} only)"),
+        "answered_by": st.column_config.TextColumn(
+            "answered by", help="Which of the cascade's two models gave the answer: the second answers where the "
+                                "first is unsure of a cell that looks like the training images"),
         **{column: st.column_config.TextColumn(f"in {lab_of[column]}'s look",
                                                help="Best guess with the cell shown in that lab's look")
            for column in looks},
     }
     # The guesses in each look sit beside the guess, not past the probabilities.
     first = list(rows[0])[:list(rows[0]).index("predicted_class") + 1]
-    beside = [column for column in ("second_opinion", *looks) if column in rows[0]]
+    beside = [column for column in ("answered_by", "second_opinion", *looks) if column in rows[0]]
     order = first + beside + [column for column in rows[0] if column not in first and column not in beside]
     st.dataframe(shown, hide_index=True, width="stretch", column_config=columns, column_order=order,
                  placeholder=MISSING)

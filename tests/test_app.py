@@ -345,8 +345,8 @@ def test_models_are_listed_default_first_then_its_variants_then_whole_image(with
 
     app = open_page("pages/home.py")
     options = list(app.sidebar.selectbox[0].options)
-    assert options == [DEFAULT_MODEL, "cellagreepair", "cellfocus", "celltwin", "cellagree", "celltexture", "cellgrey",
-                       "cellfill", "mobilenetv2", "cnn"]
+    assert options == [DEFAULT_MODEL, "cellpair", "cellagreepair", "cellfocus", "celltwin", "cellagree", "celltexture",
+                       "cellgrey", "cellfill", "mobilenetv2", "cnn"]
     assert set(options) == set(SHIPPED_MODEL_NAMES)
     app.sidebar.selectbox[0].set_value("cellfill").run()
     captions = " ".join(c.value for c in app.sidebar.caption)
@@ -361,8 +361,12 @@ def test_models_are_listed_default_first_then_its_variants_then_whole_image(with
     assert not app.exception and "trained on random textures and counterfactual twins too" in captions
     default_caption = " ".join(c.value for c in open_page("pages/home.py").sidebar.caption)
     assert "random textures" not in default_caption
-    # The pair (the default) is told apart by its members.
-    assert "celltwin between the labs and cellfocus within a lab (the default)" in default_caption
+    # The cascade (the default) is told apart by how it hands a cell over, a pair by its members.
+    assert "cellagreepair answers; where it is less than 70% sure of a cell it finds like the training images, " \
+           "cellpair answers instead (the default)" in default_caption
+    app.sidebar.selectbox[0].set_value("cellpair").run()
+    captions = " ".join(c.value for c in app.sidebar.caption)
+    assert not app.exception and "celltwin between the labs and cellfocus within a lab." in captions
 
 
 def test_in_percent_turns_named_fractions_into_points_and_leaves_the_rest():
@@ -405,22 +409,22 @@ def test_every_shipped_model_has_a_place_in_the_lists_and_a_note_on_the_about_pa
 def test_predict_raises_a_second_opinion_where_the_model_for_other_labs_contradicts(with_data, real_data,
                                                                                     cross_source_data,
                                                                                     shipped_models):
-    """A neutrophil from another lab that the default calls a monocyte without a flag, and the model for
+    """A neutrophil from another lab that cellpair calls a monocyte without a flag, and the model for
     other labs' photos calls a neutrophil: the page says so beside the verdict; on a training-lab cell
     both read alike, and nothing is added."""
-    from bloodcell.config import DEFAULT_MODEL
     from bloodcell.service import SECOND_OPINION
 
-    assert SECOND_OPINION == (DEFAULT_MODEL, best_on_other_lab(shipped_models)[0]), \
-        "the second opinion quoted is the default checked by the best model for other labs"
+    assert SECOND_OPINION == ("cellpair", best_on_other_lab(shipped_models)[0]), \
+        "the second opinion quoted is cellpair checked by the best model for other labs"
     app = open_page("pages/predict.py")
+    app.sidebar.selectbox[0].set_value(SECOND_OPINION[0]).run()
     for path, expected in ((sorted((real_data / "myeloblast").iterdir())[0], 0),
                            (cross_source_data / "seg_neutrophil" / "PBC_SNE_106989.jpg", 1)):
         app.file_uploader(key="uploads").set_value((path.name, path.read_bytes(), "image/jpeg")).run()
         assert not app.exception, app.exception
         second = [w.value for w in app.warning if "Second opinion" in w.value]
         assert len(second) == expected, (path.name, second)
-    assert DISPLAY_NAMES["monocyte"] in " ".join(verdicts(app)), "the default's own verdict stays as it is"
+    assert DISPLAY_NAMES["monocyte"] in " ".join(verdicts(app)), "cellpair's own verdict stays as it is"
     assert f"Second opinion: {DISPLAY_NAMES['seg_neutrophil']}" in second[0] and SECOND_OPINION[1] in second[0]
     # With several images, the summary gives the second opinion in a column of its own.
     cells = [sorted((real_data / "myeloblast").iterdir())[0],
@@ -433,3 +437,28 @@ def test_predict_raises_a_second_opinion_where_the_model_for_other_labs_contradi
     compare_toggle(app).set_value(True).run()
     assert not app.exception, app.exception
     assert not [w.value for w in app.warning if "Second opinion" in w.value]
+
+
+def test_the_default_cascade_says_when_its_second_model_answered(with_data, real_data):
+    """MO_707494: cellagreepair is unsure of this familiar-looking monocyte, so the default cascade gives
+    cellpair's answer, and the verdict says who answered and why; a cell it is sure of says nothing more."""
+    from bloodcell.config import DEFAULT_MODEL, ROUTED_MODELS
+
+    primary, fallback = ROUTED_MODELS[DEFAULT_MODEL]
+    app = open_page("pages/predict.py")
+    for path, handed_over in ((real_data / "monocyte" / "MO_707494.jpg", True),
+                              (sorted((real_data / "myeloblast").iterdir())[0], False)):
+        app.file_uploader(key="uploads").set_value((path.name, path.read_bytes(), "image/jpeg")).run()
+        assert not app.exception, app.exception
+        notes = [c.value for c in app.caption if c.value.startswith("Answered by")]
+        if handed_over:
+            assert DISPLAY_NAMES["monocyte"] in " ".join(verdicts(app))
+            assert len(notes) == 1 and notes[0].startswith(f"Answered by {fallback}: {primary}, which "
+                                                           f"{DEFAULT_MODEL} asks first, was less than 70% sure")
+        else:
+            assert not notes, notes
+    # With several images the results table names the model that gave each answer.
+    cells = [real_data / "monocyte" / "MO_707494.jpg", sorted((real_data / "myeloblast").iterdir())[0]]
+    app.file_uploader(key="uploads").set_value([(p.name, p.read_bytes(), "image/jpeg") for p in cells]).run()
+    assert not app.exception, app.exception
+    assert list(app.dataframe[0].value["answered_by"]) == [fallback, primary]

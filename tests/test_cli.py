@@ -321,3 +321,24 @@ def test_predict_gives_the_second_opinion_as_the_app_does(capsys, shipped_models
     # Any other model: no second opinion, no column.
     code, _, err = run_cli(capsys, "predict", "--model", "cellfocus", str(other_lab), "--csv", str(out))
     assert code == 0 and "second_opinion" not in out.read_text()
+
+
+def test_predict_with_the_default_cascade_names_the_model_that_answered(capsys, shipped_models, real_data, tmp_path):
+    """MO_707494 (a test monocyte): cellagreepair calls it a myeloblast without confidence, and the cell looks
+    like the training images, so the default cascade hands it to cellpair, which calls it a monocyte. The
+    default's CSV says so in its last column; another cell keeps cellagreepair's answer."""
+    from bloodcell.config import DEFAULT_MODEL, ROUTED_MODELS
+
+    primary, fallback = ROUTED_MODELS[DEFAULT_MODEL]
+    handed_over = real_data / "monocyte" / "MO_707494.jpg"
+    kept = sorted((real_data / "myeloblast").iterdir())[0]
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not an image")
+    out = tmp_path / "pred.csv"
+    code, _, err = run_cli(capsys, "predict", str(handed_over), str(kept), str(broken), "--csv", str(out))
+    assert code == 0, err
+    rows = {Path(row["file"]).name: row for row in csv.DictReader(out.open())}
+    assert list(rows[handed_over.name])[-1] == "answered_by"
+    assert (rows[handed_over.name]["answered_by"], rows[handed_over.name]["predicted_class"]) == (fallback, "monocyte")
+    assert (rows[kept.name]["answered_by"], rows[kept.name]["predicted_class"]) == (primary, "myeloblast")
+    assert rows[broken.name]["verdict"] == "unreadable" and rows[broken.name]["answered_by"] == ""

@@ -223,3 +223,13 @@ def test_rows_give_the_second_opinion_only_where_it_contradicts_an_unflagged_ans
     # a: contradicted; b: the same answer; c: the answer is flagged (unsure); d: none asked; e: unreadable.
     assert [row["second_opinion"] for row in rows] == ["seg_neutrophil", "", "", "", ""]
     assert "second_opinion" not in results_rows(analyses)[0], "no column where no second opinion was asked"
+
+
+def test_rows_name_the_model_that_answered_only_for_a_cascade():
+    from dataclasses import replace
+
+    sure = np.eye(len(CLASS_NAMES))[CLASS_NAMES.index("monocyte")]
+    analyses = [replace(make("a.png", sure), answered_by="first"), replace(make("b.png", sure), answered_by="second"),
+                make("c.png", error="not a readable image")]
+    assert [row["answered_by"] for row in results_rows(analyses)] == ["first", "second", ""]
+    assert "answered_by" not in results_rows([make("a.png", sure)])[0], "no column for a model that is no cascade"
