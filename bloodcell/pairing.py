@@ -387,8 +387,7 @@ def make_pair(between: str, within: str | Sequence[str], name: str, data_dir: Pa
     """
     from bloodcell.audit import trained_on_twins
     from bloodcell.data import load_manifest, manifest_path
-    from bloodcell.training import calibrate, fit_abstention, remove_stale_results, split_logits
-    from bloodcell.metrics import classification_metrics
+    from bloodcell.training import remove_stale_results
 
     models_dir, data_dir = Path(models_dir), Path(data_dir)
     check_model_name(name)
@@ -460,16 +459,25 @@ def make_pair(between: str, within: str | Sequence[str], name: str, data_dir: Pa
         (out / CARD_FILE).write_text(json.dumps(card, indent=1) + "\n")
         log.info("%s: %s's group log-odds offset %+.3f (validation split)", name, LABS[0], offset)
         paired = load_pair(out, card)
-    logits, labels = split_logits(paired, manifest, data_dir, "test")
+    report_like_training(paired, out, card, manifest, data_dir)
+    return out
+
+
+def report_like_training(model: Classifier, out: Path, card: dict, manifest, data_dir: Path) -> None:
+    """What `train` reports on a model, for one combined from trained ones (a pair, a cascade) in `out`:
+    its test metrics (metrics.json and the card), then its temperature and outlier check."""
+    from bloodcell.metrics import classification_metrics
+    from bloodcell.training import calibrate, fit_abstention, split_logits
+
+    logits, labels = split_logits(model, manifest, data_dir, "test")
     metrics = classification_metrics(labels, softmax(logits).argmax(axis=1))
-    metrics.update({"split": "test", "model": name})
+    metrics.update({"split": "test", "model": card["name"]})
     (out / METRICS_FILE).write_text(json.dumps(metrics, indent=1) + "\n")
     card["test_metrics"] = {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"], "n": metrics["n"]}
     (out / CARD_FILE).write_text(json.dumps(card, indent=1) + "\n")
     calibrate(out, data_dir, manifest)
     fit_abstention(out, data_dir, manifest)
-    log.info("%s: test accuracy %.4f", name, metrics["accuracy"])
-    return out
+    log.info("%s: test accuracy %.4f", card["name"], metrics["accuracy"])
 
 
 def split_member_logits(paired: PairedClassifier, manifest, data_dir: Path,

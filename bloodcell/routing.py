@@ -22,7 +22,6 @@ trained; its folder holds a card naming its two models, found beside it.
 from __future__ import annotations
 
 import json
-import logging
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -32,11 +31,10 @@ import numpy as np
 from bloodcell.abstention import DEFAULT_MIN_CONFIDENCE
 from bloodcell.config import check_model_name
 from bloodcell.errors import BloodcellError
-from bloodcell.inference import (CARD_FILE, HISTORY_FILE, METRICS_FILE, MODEL_FILE, Classifier, Forward,
+from bloodcell.inference import (CARD_FILE, HISTORY_FILE, MODEL_FILE, Classifier, Forward,
                                  load_outlier_detector, resolve_model_dir, softmax)
 from bloodcell.runtime import AUTO
 
-log = logging.getLogger("bloodcell")
 
 ROLES = ("primary", "fallback")
 # Card fields both models must share for one input to serve both.
@@ -161,8 +159,8 @@ def make_route(primary: str, fallback: str, name: str, data_dir: Path, models_di
     """Write the cascade's folder beside its two models, then its test metrics, temperature and outlier check."""
     from bloodcell.audit import trained_on_twins
     from bloodcell.data import load_manifest, manifest_path
-    from bloodcell.metrics import classification_metrics
-    from bloodcell.training import calibrate, fit_abstention, remove_stale_results, split_logits
+    from bloodcell.pairing import report_like_training
+    from bloodcell.training import remove_stale_results
 
     models_dir, data_dir = Path(models_dir), Path(data_dir)
     check_model_name(name)
@@ -216,14 +214,5 @@ def make_route(primary: str, fallback: str, name: str, data_dir: Path, models_di
     (out / CARD_FILE).write_text(json.dumps(card, indent=1) + "\n")
     (out / HISTORY_FILE).write_text("[]\n")  # no training of its own: its models' pages have the curves
     manifest = load_manifest(manifest_path(models_dir))
-    routed = load_route(out, card)
-    logits, labels = split_logits(routed, manifest, data_dir, "test")
-    metrics = classification_metrics(labels, softmax(logits).argmax(axis=1))
-    metrics.update({"split": "test", "model": name})
-    (out / METRICS_FILE).write_text(json.dumps(metrics, indent=1) + "\n")
-    card["test_metrics"] = {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"], "n": metrics["n"]}
-    (out / CARD_FILE).write_text(json.dumps(card, indent=1) + "\n")
-    calibrate(out, data_dir, manifest)
-    fit_abstention(out, data_dir, manifest)
-    log.info("%s: test accuracy %.4f", name, metrics["accuracy"])
+    report_like_training(load_route(out, card), out, card, manifest, data_dir)
     return out
