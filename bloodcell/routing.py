@@ -64,7 +64,7 @@ class RoutedClassifier(Classifier):
     single_network = False
 
     def __init__(self, card: dict, primary: Classifier, fallback: Classifier, model_dir: Path | None = None):
-        for field in ("classes", "input_size", "view", "test_time_augmentation"):
+        for field in SHARED_FIELDS[:-1]:  # the split is checked when the cascade is built
             if primary.card.get(field) != fallback.card.get(field):
                 raise BloodcellError(f"{primary.name} and {fallback.name} differ in {field}, "
                                      "so one input cannot serve both")
@@ -99,8 +99,8 @@ class RoutedClassifier(Classifier):
                             None if self.primary.outlier_detector is None else self.primary.outlier_detector.threshold,
                             self.min_confidence)
         logits = np.log(np.maximum(probabilities, _EPSILON)).astype(np.float32)
-        # Each answer's maps are the gradients of its calibrated log-probabilities: the answering
-        # model's maps over its temperature (Grad-CAM keeps only their positive part and shape).
+        # Each answer's maps are the answering model's own, scaled by its temperature as its logits
+        # are (Grad-CAM keeps only their positive part and shape).
         class_maps = first.class_maps / self.primary.temperature
         answered_by = np.full(len(images), self.primary.name, dtype=object)
         if routed.any():
