@@ -80,6 +80,8 @@ PAIRED_MODELS: dict[str, PairRecipe] = {
     # misses the test target (99.11%) alone; the default cascade asks it first.
     "cellagreepair": PairRecipe("cellagree", "cellfocus", within_blend=0.5),
 }
+
+
 class RouteRecipe(NamedTuple):
     """A shipped cascade (bloodcell.routing): the model that answers, and the one it hands unsure cells to."""
 

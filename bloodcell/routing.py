@@ -49,6 +49,15 @@ def model_sha256(card: dict) -> dict | str | None:
     return members_sha256(card["pair"]) if card.get("pair") else card.get("file_sha256")
 
 
+def networks_of(*models: Classifier) -> tuple[Classifier, ...]:
+    """Every network the models run, each once: a pair's members, or the model itself."""
+    networks: dict[str, Classifier] = {}
+    for model in models:
+        for network in getattr(model, "members", (model,)):
+            networks.setdefault(network.name, network)
+    return tuple(networks.values())
+
+
 def route_mask(probabilities: np.ndarray, ood_scores: np.ndarray | None, ood_threshold: float | None,
                min_confidence: float) -> np.ndarray:
     """Which images the fallback answers: the primary is unsure and finds them like its training images."""
@@ -80,11 +89,7 @@ class RoutedClassifier(Classifier):
     @property
     def members(self) -> tuple[Classifier, ...]:
         """Every network the cascade may run, each once: the primary's, then the fallback's."""
-        networks = {}
-        for model in (self.primary, self.fallback):
-            for network in getattr(model, "members", (model,)):
-                networks.setdefault(network.name, network)
-        return tuple(networks.values())
+        return networks_of(self.primary, self.fallback)
 
     @property
     def model(self):
@@ -205,9 +210,7 @@ def make_route(primary: str, fallback: str, name: str, data_dir: Path, models_di
                       "trained_on_twins": trained_on_twins(model.card)}
                for role, folder, model in zip(ROLES, folders, models)},
         },
-        "parameters": sum(int(member.card.get("parameters") or 0)
-                          for member in {m.name: m for model in models
-                                         for m in getattr(model, "members", (model,))}.values()),
+        "parameters": sum(int(network.card.get("parameters") or 0) for network in networks_of(*models)),
         "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     card["description"] = f"{route_words(card)}."
